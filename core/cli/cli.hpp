@@ -1,0 +1,32 @@
+// Shared pieces of the `nexus` command line.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nexus/registry/registry.hpp"
+
+namespace nexus::cli {
+
+enum ExitCode { kOk = 0, kRuntimeFailure = 1, kBadInput = 2 };
+
+// Bad command-line usage: printed with the subcommand's help, exit 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Globals {
+  std::vector<std::string> plugin_paths;
+  double probe_timeout = 30.0;
+  bool no_probe_cache = false;
+};
+
+registry::Registry scanned_registry(const Globals& g);
+
+int cmd_plugins(const Globals& g, const std::vector<std::string>& args);
+int cmd_validate(const Globals& g, const std::vector<std::string>& args);
+int cmd_forward(const Globals& g, const std::vector<std::string>& args);
+
+}  // namespace nexus::cli

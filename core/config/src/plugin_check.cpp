@@ -1,0 +1,279 @@
+#include "plugin_check.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "scalars.hpp"
+
+namespace nexus::config::detail {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
+// Numeric, component-wise: 1.10.0 is newer than 1.9.0.
+bool version_less(const std::string& a, const std::string& b) {
+  auto next_part = [](const std::string& s, size_t& pos) {
+    long value = 0;
+    for (; pos < s.size() && s[pos] != '.'; ++pos)
+      if (std::isdigit(static_cast<unsigned char>(s[pos]))) value = value * 10 + (s[pos] - '0');
+    ++pos;  // skip the dot
+    return value;
+  };
+  size_t i = 0, j = 0;
+  while (i < a.size() || j < b.size()) {
+    const long x = next_part(a, i), y = next_part(b, j);
+    if (x != y) return x < y;
+  }
+  return false;
+}
+
+std::string expects(const OptionDecl& d) {
+  if (d.type == "int") return "an int";
+  if (d.type == "float") return "a number";
+  if (d.type == "bool") return "a bool (true or false)";
+  if (d.type == "list") return "a list of scalars";
+  if (d.type == "path") return "a path";
+  if (d.type == "choice") return "one of " + join(d.choices);
+  return "a string";
+}
+
+// Checks one option value against its declaration; on success `text` is what the plugin gets.
+bool check_option_value(Checker& check, const Node& value, const OptionDecl& decl,
+                        const std::string& what, std::string& text) {
+  auto mismatch = [&](const std::string& hint = "") {
+    check.error(value.loc, what + " expects " + expects(decl) + ", got " + describe_value(value),
+                hint);
+    return false;
+  };
+  if (decl.type == "list") {
+    if (value.is_scalar()) {
+      text = value.scalar;
+      return true;
+    }
+    if (!value.is_seq()) return mismatch();
+    std::vector<std::string> parts;
+    for (const auto& item : value.items) {
+      if (!item.is_scalar()) {
+        check.error(item.loc, what + " expects a list of scalars, got an entry that is " +
+                                  describe_value(item));
+        return false;
+      }
+      parts.push_back(item.scalar);
+    }
+    text = join(parts, ",");
+    return true;
+  }
+  if (!value.is_scalar()) return mismatch();
+  const std::string& s = value.scalar;
+  int64_t i = 0;
+  double f = 0;
+  bool b = false;
+  if (decl.type == "int" || decl.type == "float" || decl.type == "bool") {
+    const bool ok = decl.type == "int" ? parse_int(s, i)
+                    : decl.type == "float" ? parse_number(s, f)
+                                           : parse_bool(s, b);
+    if (!ok) return mismatch();
+    if (value.quoted) return mismatch("remove the quotes");
+  } else if (decl.type == "choice") {
+    if (std::find(decl.choices.begin(), decl.choices.end(), s) == decl.choices.end()) {
+      const std::string guess = did_you_mean(s, decl.choices);
+      return mismatch(guess.empty() ? "" : "did you mean '" + guess + "'?");
+    }
+  } else if (s.empty()) {
+    return mismatch();
+  }
+  text = s;
+  return true;
+}
+
+const PluginDescriptor* resolve(Checker& check, const PluginCatalog& catalog,
+                                const PluginRole& role, const PluginSpec& spec,
+                                const Node* version_node) {
+  std::vector<const PluginDescriptor*> same_name;
+  std::vector<std::string> names_of_kind;
+  std::string other_kind;
+  for (const auto& d : catalog) {
+    if (d.kind == role.kind) {
+      if (std::find(names_of_kind.begin(), names_of_kind.end(), d.name) == names_of_kind.end())
+        names_of_kind.push_back(d.name);
+      if (d.name == spec.plugin) same_name.push_back(&d);
+    } else if (d.name == spec.plugin && other_kind.empty()) {
+      other_kind = d.kind;
+    }
+  }
+  if (same_name.empty()) {
+    std::sort(names_of_kind.begin(), names_of_kind.end());
+    std::string hint;
+    if (!other_kind.empty())
+      hint = "'" + spec.plugin + "' is a " + other_kind + " plugin, not a " + role.kind +
+             " plugin; ";
+    const std::string guess = did_you_mean(spec.plugin, names_of_kind);
+    if (!guess.empty()) hint += "did you mean '" + guess + "'? ";
+    hint += names_of_kind.empty() ? "no " + role.kind + " plugins are installed"
+                                  : "available " + role.kind + " plugins: " + join(names_of_kind);
+    check.error(spec.loc, "unknown " + role.kind + " plugin '" + spec.plugin + "'", hint);
+    return nullptr;
+  }
+  std::sort(same_name.begin(), same_name.end(),
+            [](auto* a, auto* b) { return version_less(a->version, b->version); });
+  if (spec.version.empty()) return same_name.back();  // newest installed
+  for (const auto* d : same_name)
+    if (d->version == spec.version) return d;
+  std::vector<std::string> versions;
+  for (const auto* d : same_name) versions.push_back(d->version);
+  check.error(version_node->loc,
+              role.kind + " plugin '" + spec.plugin + "' has no version '" + spec.version + "'",
+              "available versions: " + join(versions) + " (or leave out 'version' for the newest)");
+  return nullptr;
+}
+
+}  // namespace
+
+bool parse_options_schema(const std::string& schema, std::vector<OptionDecl>& out,
+                          std::string& problem) {
+  static const std::vector<std::string> kTypes = {"int",  "float", "bool",  "string",
+                                                  "path", "list",  "choice"};
+  out.clear();
+  size_t start = 0;
+  while (start <= schema.size()) {
+    size_t end = schema.find(',', start);
+    if (end == std::string::npos) end = schema.size();
+    const std::string entry = trim(schema.substr(start, end - start));
+    start = end + 1;
+    if (entry.empty()) {
+      if (end == schema.size()) break;
+      continue;
+    }
+    OptionDecl d;
+    const auto colon = entry.find(':');
+    if (colon == std::string::npos) {
+      problem = "entry '" + entry + "' has no ':type'";
+      return false;
+    }
+    d.name = trim(entry.substr(0, colon));
+    std::string type = entry.substr(colon + 1);
+    if (const auto eq = type.find('='); eq != std::string::npos) {
+      d.default_value = type.substr(eq + 1);
+      type = type.substr(0, eq);
+    }
+    type = trim(type);
+    if (!type.empty() && type.back() == '!') {
+      d.required = true;
+      type.pop_back();
+    }
+    if (type.rfind("choice(", 0) == 0 && type.back() == ')') {
+      std::string list = type.substr(7, type.size() - 8);
+      size_t p = 0;
+      while (p <= list.size()) {
+        size_t bar = list.find('|', p);
+        if (bar == std::string::npos) bar = list.size();
+        d.choices.push_back(trim(list.substr(p, bar - p)));
+        p = bar + 1;
+      }
+      type = "choice";
+    }
+    if (d.name.empty() || std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {
+      problem = "entry '" + entry + "' is not name:type with a known type";
+      return false;
+    }
+    d.type = type;
+    out.push_back(std::move(d));
+  }
+  return true;
+}
+
+bool check_plugin(Checker& check, const Node& block, const PluginCatalog& catalog,
+                  const PluginRole& role, PluginSpec& out) {
+  const Node* plugin = check.require(block, "plugin", role.owner,
+                                     "name the " + role.kind + " plugin to use, e.g. plugin: ...");
+  const Node* version = block.find("version");
+  const Node* options = block.find("options");
+  bool ok = true;
+
+  // Options are read even when the plugin is unknown, so shape errors still show up.
+  struct Given {
+    std::string key;
+    const Node* value;
+    Location key_loc;
+  };
+  std::vector<Given> given;
+  if (options && !options->is_null()) {
+    if (check.map(*options, "options of " + role.owner, "a mapping of option: value")) {
+      for (size_t i = 0; i < options->map.size(); ++i) {
+        const auto& [key, value] = options->map[i];
+        if (value.is_map()) {
+          check.error(value.loc, "option '" + key + "' of " + role.owner +
+                                     " must be a scalar or a list of scalars, got a mapping");
+          ok = false;
+          continue;
+        }
+        given.push_back({key, &value, options->key_locs[i]});
+        out.option_locs[key] = value.loc;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (version) {
+    if (auto v = check.string(*version, "'version' of " + role.owner)) out.version = *v;
+    else ok = false;
+  }
+  if (!plugin) return false;
+  auto name = check.string(*plugin, "'plugin' of " + role.owner);
+  if (!name) return false;
+  out.plugin = *name;
+  out.loc = plugin->loc;
+
+  const PluginDescriptor* desc = resolve(check, catalog, role, out, version);
+  if (!desc) return false;
+
+  std::vector<OptionDecl> decls;
+  std::string problem;
+  if (!parse_options_schema(desc->options_schema, decls, problem)) {
+    check.error(plugin->loc, role.kind + " plugin '" + out.plugin + "' " + desc->version +
+                                 " declares a malformed options schema: " + problem,
+                "this is a bug in the plugin; report it to its author");
+    return false;
+  }
+  std::vector<std::string> accepted;
+  for (const auto& d : decls) accepted.push_back(d.name);
+
+  const std::string plugin_desc = role.kind + " plugin '" + out.plugin + "'";
+  for (const auto& [key, value, key_loc] : given) {
+    auto decl = std::find_if(decls.begin(), decls.end(), [&](auto& d) { return d.name == key; });
+    if (decl == decls.end()) {
+      const std::string guess = did_you_mean(key, accepted);
+      std::string hint = guess.empty() ? "" : "did you mean '" + guess + "'? ";
+      hint += accepted.empty() ? plugin_desc + " takes no options"
+                               : "accepted options: " + join(accepted);
+      check.error(key_loc, "unknown option '" + key + "' for " + plugin_desc +
+                                            " (" + role.owner + ")", hint);
+      ok = false;
+      continue;
+    }
+    std::string text;
+    if (check_option_value(check, *value, *decl, "option '" + key + "' of " + plugin_desc, text))
+      out.options[key] = text;
+    else
+      ok = false;
+  }
+  for (const auto& d : decls) {
+    if (!d.required || out.option_locs.count(d.name)) continue;
+    if (std::find(role.host_filled.begin(), role.host_filled.end(), d.name) !=
+        role.host_filled.end())
+      continue;
+    check.error(plugin->loc, plugin_desc + " (" + role.owner + ") requires option '" + d.name +
+                                 "' (" + expects(d) + ")",
+                "add it under options:, e.g. options: {" + d.name + ": ...}");
+    ok = false;
+  }
+  return ok;
+}
+
+}  // namespace nexus::config::detail

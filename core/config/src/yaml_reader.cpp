@@ -1,0 +1,190 @@
+#include "yaml_reader.hpp"
+
+#include <map>
+
+#include <yaml-cpp/yaml.h>
+
+#include "nexus/config/diagnostic.hpp"
+
+namespace nexus::config::detail {
+
+namespace {
+
+// Anchors can make yaml-cpp build a node that contains itself (`a: &x [*x]`); no composition
+// is anywhere near this deep, so hitting the limit means such a cycle.
+constexpr int kMaxDepth = 64;
+
+Location to_location(const YAML::Mark& mark, const std::string& file) {
+  // yaml-cpp marks are 0-based, and -1 when unknown (e.g. an empty document).
+  Location loc;
+  loc.file = file;
+  loc.line = mark.line >= 0 ? mark.line + 1 : 1;
+  loc.column = mark.column >= 0 ? mark.column + 1 : 1;
+  return loc;
+}
+
+// yaml-cpp 0.7 accepts a quoted scalar left open at the end of the file (when a newline
+// follows it), swallowing everything after the quote; look for the closing quote ourselves.
+bool quote_is_closed(const std::string& text, size_t start) {
+  const char quote = text[start];
+  for (size_t i = start + 1; i < text.size(); ++i) {
+    if (quote == '"' && text[i] == '\\') {
+      ++i;
+    } else if (text[i] == quote) {
+      if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is an escaped quote inside a single-quoted string
+        continue;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+class Converter {
+ public:
+  Converter(std::string file, const std::string& text) : file_(std::move(file)), text_(text) {}
+
+  Node convert(const YAML::Node& y, int depth) {
+    Node n;
+    n.loc = to_location(y.Mark(), file_);
+    if (depth > kMaxDepth) {
+      error(n.loc, "values nested more than " + std::to_string(kMaxDepth) + " levels deep",
+            "an alias (*name) probably refers to the anchor (&name) that contains it");
+      return n;
+    }
+    switch (y.Type()) {
+      case YAML::NodeType::Scalar:
+        n.kind = Node::Kind::Scalar;
+        n.scalar = y.Scalar();
+        // yaml-cpp tags quoted and block scalars "!", plain ones "?"; an explicit !!str counts
+        // as quoted too, since both mean "this is text, not a number".
+        n.quoted = y.Tag() == "!" || y.Tag() == "tag:yaml.org,2002:str";
+        if (const auto pos = static_cast<size_t>(y.Mark().pos);
+            y.Mark().pos >= 0 && pos < text_.size() && (text_[pos] == '"' || text_[pos] == '\'') &&
+            !quote_is_closed(text_, pos)) {
+          error(n.loc, "invalid YAML: a quoted string is never closed",
+                std::string("add the closing ") + text_[pos] + " where the string should end");
+        }
+        break;
+      case YAML::NodeType::Sequence:
+        n.kind = Node::Kind::Sequence;
+        for (const auto& item : y) n.items.push_back(convert(item, depth + 1));
+        break;
+      case YAML::NodeType::Map:
+        n.kind = Node::Kind::Map;
+        convert_map(y, n, depth);
+        break;
+      case YAML::NodeType::Null:
+      case YAML::NodeType::Undefined:
+        break;
+    }
+    return n;
+  }
+
+  std::vector<Diagnostic> take_diagnostics() { return std::move(diags_); }
+
+ private:
+  void convert_map(const YAML::Node& y, Node& n, int depth) {
+    std::map<std::string, Location> seen;
+    for (auto it = y.begin(); it != y.end(); ++it) {
+      const Location key_loc = to_location(it->first.Mark(), file_);
+      if (!it->first.IsScalar()) {
+        error(key_loc, "mapping keys must be plain names, got a " +
+                           std::string(it->first.IsNull() ? "null" : "non-scalar") + " key");
+        continue;
+      }
+      const std::string key = it->first.Scalar();
+      // yaml-cpp 0.7 keeps both entries of a repeated key; silently taking either would hide
+      // a real mistake, usually a copy-paste.
+      auto [prev, inserted] = seen.emplace(key, key_loc);
+      if (!inserted) {
+        error(key_loc, "duplicate key '" + key + "' in this mapping",
+              "'" + key + "' is already set at " + prev->second.str() +
+                  "; remove one of the two");
+        continue;
+      }
+      Node value = convert(it->second, depth + 1);
+      // An empty value (`key:`) gets the mark of the next token, often on a later line;
+      // pointing at the key is clearer.
+      if (value.is_null() && value.loc.line != key_loc.line) value.loc = key_loc;
+      n.map.emplace_back(key, std::move(value));
+      n.key_locs.push_back(key_loc);
+    }
+  }
+
+  void error(const Location& loc, std::string message, std::string hint = "") {
+    diags_.push_back({loc, std::move(message), std::move(hint)});
+  }
+
+  std::string file_;
+  const std::string& text_;
+  std::vector<Diagnostic> diags_;
+};
+
+// yaml-cpp's messages are terse; say what usually causes each one.
+Diagnostic syntax_diagnostic(const YAML::Exception& e, const std::string& file) {
+  Diagnostic d;
+  d.loc = to_location(e.mark, file);
+  const std::string& msg = e.msg;
+  d.message = "invalid YAML: " + msg;
+  if (msg == YAML::ErrorMsg::TAB_IN_INDENTATION) {
+    d.message = "invalid YAML: tab character in indentation";
+    d.hint = "YAML indents with spaces only; replace the tab with spaces";
+  } else if (msg == YAML::ErrorMsg::END_OF_SEQ_FLOW) {
+    d.message = "invalid YAML: a '[' list is not closed before this point";
+    d.hint = "add the missing ']' (or a missing ',' between items)";
+  } else if (msg == YAML::ErrorMsg::END_OF_MAP_FLOW) {
+    d.message = "invalid YAML: a '{' mapping is not closed";
+    d.hint = "add the missing '}' (or a missing ',' between entries)";
+  } else if (msg == YAML::ErrorMsg::END_OF_MAP || msg == YAML::ErrorMsg::END_OF_SEQ) {
+    d.message = "invalid YAML: bad indentation (" + msg + ")";
+    d.hint = "this line is indented differently from the entries around it; siblings must "
+             "start in the same column";
+  } else if (msg == YAML::ErrorMsg::MAP_VALUE || msg == YAML::ErrorMsg::MAP_KEY) {
+    d.message = "invalid YAML: unexpected 'key: value' here (" + msg + ")";
+    d.hint = "check the indentation of this line against the line above, and that a value "
+             "containing ': ' is quoted";
+  } else if (msg == YAML::ErrorMsg::FLOW_END) {
+    d.message = "invalid YAML: unexpected closing bracket";
+    d.hint = "this ']' or '}' does not match the bracket it closes ('[' closes with ']', '{' "
+             "with '}'), or there is no bracket to close";
+  } else if (msg == YAML::ErrorMsg::EOF_IN_SCALAR) {
+    d.message = "invalid YAML: a quoted string is never closed";
+    d.hint = "add the closing quote";
+  } else if (msg == YAML::ErrorMsg::UNKNOWN_TOKEN) {
+    d.hint = "a plain value cannot start with @, ` or %; put the value in quotes";
+  } else if (msg == YAML::ErrorMsg::UNKNOWN_ANCHOR) {
+    d.hint = "an alias (*name) must refer to an anchor (&name) defined earlier in the same file";
+  }
+  return d;
+}
+
+}  // namespace
+
+Node parse_yaml(const std::string& text, const std::string& file) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError({syntax_diagnostic(e, file)});
+  }
+  if (docs.empty()) {
+    Node empty;
+    empty.loc = Location{file, 1, 1};
+    return empty;
+  }
+  Converter converter(file, text);
+  Node root = converter.convert(docs.front(), 0);
+  auto diags = converter.take_diagnostics();
+  if (docs.size() > 1) {
+    diags.push_back({to_location(docs[1].Mark(), file),
+                     "a composition file holds one YAML document, found a second one",
+                     "remove the '---' separator, or split the documents into separate files"});
+  }
+  if (!diags.empty()) throw ConfigError(std::move(diags));
+  if (root.is_null()) root.loc = Location{file, 1, 1};
+  return root;
+}
+
+}  // namespace nexus::config::detail

@@ -1,0 +1,139 @@
+#include "nexus/core/system.hpp"
+
+#include <nexus/plugin_api.hpp>
+
+#include <filesystem>
+
+#include "nexus/registry/registry.hpp"
+
+namespace nexus {
+namespace fs = std::filesystem;
+
+namespace {
+
+config::ConfigError located(const config::Location& loc, const std::string& message, const std::string& hint = "") {
+  return config::ConfigError({config::Diagnostic{loc, message, hint}});
+}
+
+// Plugin options from YAML, with `path`-typed options made absolute relative to the composition.
+Options plugin_options(const config::PluginSpec& spec, const std::string& kind, const registry::Registry& reg,
+                       const std::string& base_dir) {
+  Options o;
+  const auto* rec = reg.find(kind, spec.plugin, spec.version);
+  std::vector<OptionSpec> schema;
+  if (rec) schema = parse_option_schema(rec->options_schema);
+  for (const auto& [k, v] : spec.options) {
+    bool is_path = false;
+    for (const auto& s : schema) is_path = is_path || (s.name == k && s.type == "path");
+    o.set(k, is_path && !v.empty() && fs::path(v).is_relative() ? (fs::path(base_dir) / v).lexically_normal().string() : v);
+  }
+  return o;
+}
+
+int64_t declared_or(Options& o, const config::PluginSpec& spec, const std::string& key, int64_t actual,
+                    const std::string& what) {
+  if (!o.has(key)) {
+    o.set(key, std::to_string(actual));
+    return actual;
+  }
+  const auto declared = o.get_int(key);
+  if (declared != actual) {
+    auto it = spec.option_locs.find(key);
+    throw located(it != spec.option_locs.end() ? it->second : spec.loc,
+                  what + " takes " + key + "=" + std::to_string(declared) + " but it must be " + std::to_string(actual),
+                  "remove the option and nexus fills it in");
+  }
+  return declared;
+}
+
+template <class Fn>
+auto creating(const config::PluginSpec& spec, const std::string& what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const registry::PluginError& e) {
+    throw located(spec.loc, "cannot create " + what + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+config::PluginCatalog plugin_catalog(const registry::Registry& registry) {
+  config::PluginCatalog catalog;
+  for (const auto& c : registry.components())
+    if (c.status == registry::Status::Ok) catalog.push_back({c.kind, c.name, c.plugin_version, c.options_schema});
+  return catalog;
+}
+
+ComposedSystem ComposedSystem::build(const config::Composition& comp, const registry::Registry& reg) {
+  ComposedSystem sys;
+  sys.shared_dim_ = comp.shared_dim;
+  const auto base = fs::path(comp.source).parent_path().string();
+  for (const auto& t : comp.teachers) {
+    TeacherSlot slot;
+    slot.name = t.name;
+    auto topts = plugin_options(t.teacher, "teacher", reg, base);
+    slot.teacher = creating(t.teacher, "teacher '" + t.name + "'",
+                            [&] { return reg.create_teacher(t.teacher.plugin, topts, t.teacher.version); });
+    const int64_t width = slot.teacher->width();
+    if (t.width && *t.width != width)
+      throw located(t.loc, "teacher '" + t.name + "' declares width " + std::to_string(*t.width) +
+                               " but its plugin produces " + std::to_string(width));
+    if (!t.modality.empty() && t.modality != to_string(slot.teacher->modality()))
+      throw located(t.loc, "teacher '" + t.name + "' declares modality " + t.modality + " but its plugin takes " +
+                               to_string(slot.teacher->modality()));
+    auto wopts = plugin_options(t.tower, "tower", reg, base);
+    declared_or(wopts, t.tower, "d_in", width, "the tower of teacher '" + t.name + "'");
+    declared_or(wopts, t.tower, "d_out", comp.shared_dim, "the tower of teacher '" + t.name + "'");
+    slot.tower = creating(t.tower, "the tower of teacher '" + t.name + "'",
+                          [&] { return reg.create_tower(t.tower.plugin, wopts, t.tower.version); });
+    sys.teachers_.push_back(std::move(slot));
+  }
+
+  sys.router_input_ = comp.router.input;
+  int64_t router_in = comp.shared_dim;
+  if (sys.router_input_.rfind("teacher:", 0) == 0)
+    for (const auto& s : sys.teachers_)
+      if ("teacher:" + s.name == sys.router_input_) router_in = s.teacher->width();
+  auto ropts = plugin_options(comp.router.router, "router", reg, base);
+  declared_or(ropts, comp.router.router, "d_in", router_in, "the router");
+  declared_or(ropts, comp.router.router, "n_experts", int64_t(sys.teachers_.size()), "the router");
+  sys.router_ = creating(comp.router.router, "the router",
+                         [&] { return reg.create_router(comp.router.router.plugin, ropts, comp.router.router.version); });
+
+  for (const auto& h : comp.heads) {
+    auto hopts = plugin_options(h.tower, "tower", reg, base);
+    declared_or(hopts, h.tower, "d_in", comp.shared_dim, "head '" + h.name + "'");
+    declared_or(hopts, h.tower, "d_out", h.outputs, "head '" + h.name + "'");
+    sys.heads_.push_back({h.name, h.task, creating(h.tower, "head '" + h.name + "'", [&] {
+                            return reg.create_tower(h.tower.plugin, hopts, h.tower.version);
+                          })});
+  }
+  return sys;
+}
+
+ForwardResult ComposedSystem::forward(const TeacherInput& batch, const std::string& modality) {
+  const int64_t n = int64_t(teachers_.size()), b = batch.size();
+  ForwardResult r;
+  auto projected = torch::zeros({b, n, shared_dim_});
+  auto available = torch::zeros({b, n}, torch::kBool);
+  at::Tensor router_features;
+  for (int64_t i = 0; i < n; ++i) {
+    auto& slot = teachers_[size_t(i)];
+    if (to_string(slot.teacher->modality()) != modality) continue;
+    auto f = slot.teacher->encode(batch);
+    projected.select(1, i).copy_(slot.tower->forward(f));
+    available.select(1, i).fill_(true);
+    r.ran.push_back(slot.name);
+    if (router_input_ == "teacher:" + slot.name) router_features = f;
+  }
+  if (r.ran.empty()) throw std::invalid_argument("no teacher of this composition takes " + modality + " inputs");
+  if (!router_features.defined())
+    router_features = projected.sum(1) / available.sum(1, true).clamp_min(1).to(projected.dtype());
+  auto routing = router_->route(router_features, available);
+  r.weights = routing.weights;
+  r.shared = (routing.weights.unsqueeze(2) * projected).sum(1);
+  for (auto& h : heads_) r.heads[h.name] = h.tower->forward(r.shared);
+  return r;
+}
+
+}  // namespace nexus

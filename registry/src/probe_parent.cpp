@@ -1,0 +1,203 @@
+// Runs nexus-plugin-probe on one library and turns its report, or its death, into a record.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "nexus/registry/probe.hpp"
+#include "nexus/version.hpp"
+#include "record_json.hpp"
+
+extern char** environ;
+
+namespace nexus::registry {
+namespace fs = std::filesystem;
+
+std::string probe_executable() {
+  if (const char* env = std::getenv("NEXUS_PROBE_EXE"); env && *env) return env;
+  std::error_code ec;
+  const auto self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto sibling = self.parent_path() / "nexus-plugin-probe";
+    if (fs::exists(sibling)) return sibling.string();
+  }
+  return (fs::path(NEXUS_INSTALL_PREFIX) / NEXUS_INSTALL_BINDIR / "nexus-plugin-probe").string();
+}
+
+namespace {
+
+std::string format_seconds(double s) {
+  std::ostringstream o;
+  o << s;
+  return o.str();
+}
+
+// The parts of a probe report the parent has seen so far.
+struct Report {
+  std::string stage = "starting the probe";
+  bool have_library = false, done = false, have_error = false;
+  LibraryRecord library;
+  Status error_status = Status::Broken;
+  std::string error_reason;
+
+  void consume(const std::string& line) {
+    static const std::string tag = "@nexus ";
+    if (line.compare(0, tag.size(), tag) != 0) return;  // plugin chatter on stdout
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line.substr(tag.size()));
+    } catch (...) {
+      return;
+    }
+    const auto event = j.value("event", "");
+    if (event == "stage") {
+      stage = j.value("stage", stage);
+    } else if (event == "library") {
+      have_library = true;
+      library = library_from_json(j["record"]);
+    } else if (event == "component") {
+      for (auto& c : library.components)
+        if (c.kind == j.value("kind", "") && c.name == j.value("name", "")) {
+          c.status = status_from_string(j.value("status", "broken"));
+          c.reason = j.value("reason", "");
+        }
+    } else if (event == "error") {
+      have_error = true;
+      error_status = status_from_string(j.value("status", "broken"));
+      error_reason = j.value("reason", "");
+    } else if (event == "done") {
+      done = true;
+    }
+  }
+};
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : std::to_string(sig);
+}
+
+}  // namespace
+
+LibraryRecord probe_in_child(const std::string& path, double timeout_seconds) {
+  const auto started = std::chrono::steady_clock::now();
+  LibraryRecord rec;
+  rec.path = path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    rec.size = uint64_t(st.st_size);
+    rec.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
+  auto broken = [&](Status status, const std::string& reason) {
+    rec.status = status;
+    rec.reason = reason;
+    return rec;
+  };
+
+  const std::string exe = probe_executable();
+  if (::access(exe.c_str(), X_OK) != 0)
+    return broken(Status::Broken, "cannot probe: the probe executable '" + exe +
+                                      "' is missing (set NEXUS_PROBE_EXE or reinstall nexus)");
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return broken(Status::Broken, std::string("cannot probe: pipe: ") + std::strerror(errno));
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // own group: a timeout kills grandchildren too
+  posix_spawnattr_setpgroup(&attr, 0);
+  std::vector<char*> argv{const_cast<char*>(exe.c_str()), const_cast<char*>(path.c_str()), nullptr};
+  pid_t pid = -1;
+  const int spawn_error = ::posix_spawn(&pid, exe.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(out_pipe[1]);
+  if (spawn_error != 0) {
+    ::close(out_pipe[0]);
+    return broken(Status::Broken, "cannot probe: starting '" + exe + "' failed: " + std::strerror(spawn_error));
+  }
+
+  Report report;
+  std::string pending;
+  bool timed_out = false;
+  const auto deadline = started + std::chrono::duration<double>(timeout_seconds);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{out_pipe[0], POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, int(std::min<int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(out_pipe[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // child closed stdout: it exited (or is about to)
+    pending.append(buf, size_t(n));
+    for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+      report.consume(pending.substr(0, nl));
+      pending.erase(0, nl + 1);
+    }
+  }
+  ::close(out_pipe[0]);
+  if (timed_out) ::kill(-pid, SIGKILL);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!timed_out && !pending.empty()) report.consume(pending);
+
+  if (report.have_library) {
+    const auto path_copy = rec.path;
+    const auto size = rec.size;
+    const auto mtime = rec.mtime_ns;
+    rec = report.library;
+    rec.path = path_copy;
+    rec.size = size;
+    rec.mtime_ns = mtime;
+  }
+  rec.probe_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  std::string death;
+  if (timed_out)
+    death = "probe timed out after " + format_seconds(timeout_seconds) + " s while " + report.stage;
+  else if (WIFSIGNALED(wstatus))
+    death = "probe crashed with signal " + std::to_string(WTERMSIG(wstatus)) + " (" + signal_name(WTERMSIG(wstatus)) +
+            ") while " + report.stage;
+  else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0 && !report.done && !report.have_error)
+    death = "probe exited with status " + std::to_string(WEXITSTATUS(wstatus)) + " while " + report.stage;
+  else if (!report.done && !report.have_error)
+    death = "probe ended without a report while " + report.stage;
+
+  if (!death.empty()) {
+    // The library may not be loaded in-process at all, so every component goes down with it.
+    rec.status = Status::Broken;
+    rec.reason = death;
+    for (auto& c : rec.components) {
+      if (c.status != Status::Ok) continue;
+      const bool culprit = report.stage.find(c.kind + " '" + c.name + "'") != std::string::npos;
+      c.status = Status::Broken;
+      c.reason = culprit ? death : "unusable: " + death;
+    }
+  } else if (report.have_error) {
+    rec.status = report.error_status;
+    rec.reason = report.error_reason;
+    for (auto& c : rec.components) {
+      c.status = report.error_status;
+      c.reason = report.error_reason;
+    }
+  }
+  return rec;
+}
+
+}  // namespace nexus::registry

@@ -1,0 +1,258 @@
+#include "nexus/registry/registry.hpp"
+
+#include <boost/dll/shared_library.hpp>
+#include <nexus/plugin_api.hpp>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "nexus/registry/probe.hpp"
+#include "nexus/registry/probe_cache.hpp"
+
+namespace nexus::registry {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> split_path_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= s.size(); ++i)
+    if (i == s.size() || s[i] == ':') {
+      if (i > start) out.push_back(s.substr(start, i - start));
+      start = i + 1;
+    }
+  return out;
+}
+
+// Libraries loaded into this process stay loaded until it exits ("resident", as GStreamer does):
+// code must never be unmapped while a module, tensor grad_fn or exception made by it may be alive.
+// Objects also hold their library through their deleter, so this holds even if the policy changes.
+std::shared_ptr<boost::dll::shared_library> load_resident(const LibraryRecord& lib) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<boost::dll::shared_library>> loaded;
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto key = lib.path + "|" + std::to_string(lib.size) + "|" + std::to_string(lib.mtime_ns);
+  auto& slot = loaded[key];
+  if (!slot) {
+    try {
+      slot = std::make_shared<boost::dll::shared_library>(
+          lib.path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+      loaded.erase(key);
+      throw PluginError("cannot load plugin library " + lib.path + ": " + e.what());
+    }
+  }
+  return slot;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+std::vector<std::string> plugin_search_path(const RegistryOptions& options) {
+  std::vector<std::string> dirs = options.plugin_paths;
+  if (options.use_environment)
+    if (const char* env = std::getenv("NEXUS_PLUGIN_PATH"); env && *env)
+      for (auto& d : split_path_list(env)) dirs.push_back(d);
+  if (options.use_default_paths) {
+    // <prefix>/bin/nexus -> <prefix>/lib/nexus/plugins; the build tree has the same layout, so a
+    // nexus run from the build tree finds the plugins built beside it.
+    std::error_code ec;
+    const auto self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) dirs.push_back((self.parent_path().parent_path() / "lib" / "nexus" / "plugins").string());
+    if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
+      dirs.push_back((fs::path(x) / "nexus" / "plugins").string());
+    else if (const char* h = std::getenv("HOME"); h && *h)
+      dirs.push_back((fs::path(h) / ".local" / "share" / "nexus" / "plugins").string());
+  }
+  std::vector<std::string> unique;
+  std::set<std::string> seen;
+  for (const auto& d : dirs) {
+    std::error_code ec;
+    auto canon = fs::weakly_canonical(fs::absolute(d), ec).string();
+    if (ec) canon = d;
+    if (seen.insert(canon).second) unique.push_back(canon);
+  }
+  return unique;
+}
+
+Registry::Registry(RegistryOptions options) : options_(std::move(options)) {
+  if (const char* t = std::getenv("NEXUS_PROBE_TIMEOUT"); t && *t) options_.probe_timeout_seconds = std::atof(t);
+  search_path_ = plugin_search_path(options_);
+}
+
+void Registry::scan() {
+  libraries_.clear();
+  std::vector<std::string> files;
+  std::set<std::string> seen;
+  for (const auto& dir : search_path_) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      spdlog::debug("plugin directory {} does not exist", dir);
+      continue;
+    }
+    std::vector<std::string> here;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.path().extension() == ".so" && !fs::is_directory(entry.path()))
+        here.push_back(fs::canonical(entry.path(), ec).string());
+    std::sort(here.begin(), here.end());
+    for (auto& f : here)
+      if (seen.insert(f).second) files.push_back(f);
+  }
+
+  ProbeCache cache(options_.use_probe_cache
+                       ? ((options_.cache_dir.empty() ? fs::path(default_cache_dir()) : fs::path(options_.cache_dir)) /
+                          "plugin-probes.json")
+                             .string()
+                       : "");
+  libraries_.resize(files.size());
+  std::vector<size_t> to_probe;
+  for (size_t i = 0; i < files.size(); ++i) {
+    struct stat st {};
+    ::stat(files[i].c_str(), &st);
+    const int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    if (auto hit = cache.lookup(files[i], uint64_t(st.st_size), mtime)) libraries_[i] = *hit;
+    else to_probe.push_back(i);
+  }
+  // Probes are separate processes that mostly wait on dlopen and libtorch start-up: run a few at once.
+  const size_t parallel = std::max(2u, std::thread::hardware_concurrency());
+  for (size_t b = 0; b < to_probe.size(); b += parallel) {
+    std::vector<std::future<LibraryRecord>> running;
+    for (size_t k = b; k < std::min(to_probe.size(), b + parallel); ++k)
+      running.push_back(std::async(std::launch::async, probe_in_child, files[to_probe[k]], options_.probe_timeout_seconds));
+    for (size_t k = 0; k < running.size(); ++k) {
+      auto rec = running[k].get();
+      spdlog::debug("probed {} in {:.2f} s: {}", rec.path, rec.probe_seconds, to_string(rec.status));
+      libraries_[to_probe[b + k]] = rec;
+      cache.store(rec);
+    }
+  }
+  if (!to_probe.empty()) cache.save();
+  for (auto& lib : libraries_)
+    for (auto& c : lib.components) {
+      c.plugin_name = lib.plugin_name;
+      c.plugin_version = lib.plugin_version;
+      c.library = lib.path;
+    }
+  mark_duplicates();
+}
+
+void Registry::mark_duplicates() {
+  std::map<std::string, const ComponentRecord*> first;
+  for (auto& lib : libraries_)
+    for (auto& c : lib.components) {
+      if (c.status != Status::Ok) continue;
+      const auto key = c.kind + "/" + c.name + "/" + c.plugin_version;
+      auto [it, inserted] = first.emplace(key, &c);
+      if (inserted) continue;
+      c.status = Status::Duplicate;
+      c.reason = "duplicate: " + c.kind + " '" + c.name + "' " + c.plugin_version + " is already provided by " +
+                 it->second->library + ", which comes first in the search path";
+      spdlog::warn("{} '{}' {} in {} is shadowed by {}", c.kind, c.name, c.plugin_version, lib.path, it->second->library);
+    }
+}
+
+std::vector<ComponentRecord> Registry::components() const {
+  std::vector<ComponentRecord> rows;
+  for (const auto& lib : libraries_) {
+    if (lib.components.empty()) {
+      ComponentRecord row;
+      row.kind = "-";
+      row.name = fs::path(lib.path).filename().string();
+      row.library = lib.path;
+      row.plugin_name = lib.plugin_name;
+      row.plugin_version = lib.plugin_version;
+      row.status = lib.status == Status::Ok ? Status::Broken : lib.status;
+      row.reason = lib.status == Status::Ok ? "the library provides no components" : lib.reason;
+      rows.push_back(row);
+    }
+    for (const auto& c : lib.components) rows.push_back(c);
+  }
+  return rows;
+}
+
+const ComponentRecord* Registry::find(const std::string& kind, const std::string& name, const std::string& version) const {
+  for (const auto& lib : libraries_)
+    for (const auto& c : lib.components)
+      if (c.status == Status::Ok && c.kind == kind && c.name == name && (version.empty() || c.plugin_version == version))
+        return &c;
+  return nullptr;
+}
+
+std::vector<std::string> Registry::available(const std::string& kind) const {
+  std::vector<std::string> names;
+  for (const auto& lib : libraries_)
+    for (const auto& c : lib.components)
+      if (c.status == Status::Ok && c.kind == kind && std::find(names.begin(), names.end(), c.name) == names.end())
+        names.push_back(c.name);
+  return names;
+}
+
+std::shared_ptr<void> Registry::create(const std::string& kind, const std::string& name, const Options& options,
+                                       const std::string& version) const {
+  const ComponentRecord* rec = find(kind, name, version);
+  if (!rec) {
+    std::string why;
+    for (const auto& lib : libraries_)
+      for (const auto& c : lib.components)
+        if (c.kind == kind && c.name == name)
+          why += "\n  " + c.library + " (" + c.plugin_version + "): " + to_string(c.status) + ": " + c.reason;
+    if (!why.empty())
+      throw PluginError("no usable " + kind + " plugin '" + name + "'" + (version.empty() ? "" : " version " + version) +
+                        ":" + why);
+    std::string dirs;
+    for (const auto& d : search_path_) dirs += "\n  " + d;
+    throw PluginError("no " + kind + " plugin named '" + name + "' (available: " + join(available(kind)) +
+                      "); searched:" + dirs);
+  }
+  const LibraryRecord* lib = nullptr;
+  for (const auto& l : libraries_)
+    if (l.path == rec->library) lib = &l;
+  auto handle = load_resident(*lib);
+  auto create_fn = handle->get<int(const char*, const char*, const void*, void**, char*, size_t)>(NEXUS_CREATE_SYMBOL);
+  auto destroy_fn = handle->get<void(const char*, void*)>(NEXUS_DESTROY_SYMBOL);
+  void* object = nullptr;
+  char error[4096] = {0};
+  if (create_fn(kind.c_str(), name.c_str(), &options, &object, error, sizeof error) != 0 || !object)
+    throw PluginError(kind + " '" + name + "' (" + rec->library + "): " + (error[0] ? error : "factory returned nothing"));
+  // The deleter owns the library handle: the code that destroys the object stays mapped.
+  return std::shared_ptr<void>(object, [handle, destroy_fn, kind](void* p) { destroy_fn(kind.c_str(), p); });
+}
+
+namespace {
+// Re-owns an object as its base type (so torch's enable_shared_from_this is wired up) while
+// keeping the library-owning deleter alive with it.
+template <class T>
+std::shared_ptr<T> typed(std::shared_ptr<void> holder) {
+  T* raw = static_cast<T*>(holder.get());
+  return std::shared_ptr<T>(raw, [holder = std::move(holder)](T*) mutable { holder.reset(); });
+}
+}  // namespace
+
+std::shared_ptr<Teacher> Registry::create_teacher(const std::string& n, const Options& o, const std::string& v) const {
+  return typed<Teacher>(create("teacher", n, o, v));
+}
+std::shared_ptr<Tower> Registry::create_tower(const std::string& n, const Options& o, const std::string& v) const {
+  return typed<Tower>(create("tower", n, o, v));
+}
+std::shared_ptr<Router> Registry::create_router(const std::string& n, const Options& o, const std::string& v) const {
+  return typed<Router>(create("router", n, o, v));
+}
+std::shared_ptr<Loss> Registry::create_loss(const std::string& n, const Options& o, const std::string& v) const {
+  return typed<Loss>(create("loss", n, o, v));
+}
+
+}  // namespace nexus::registry

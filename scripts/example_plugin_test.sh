@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs NEXUS into a prefix, builds examples/teacher_plugin against the installed package (as
+# a third party would), and checks that the host finds it, validates a composition using it and
+# runs a forward pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix="$PWD/build/prefix"
+rm -rf "$prefix" build/example
+cmake --install build --prefix "$prefix" >/dev/null
+cmake -S examples/teacher_plugin -B build/example -G Ninja -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+ninja -C build/example >/dev/null
+nexus="$prefix/bin/nexus"
+export NEXUS_PLUGIN_PATH="$PWD/build/example"
+export NEXUS_CACHE_DIR="$PWD/build/example/cache"
+"$nexus" plugins list --json > build/example/list.json
+python3 - build/example/list.json "$prefix" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+ex = [r for r in rows if r["name"] == "char_ngrams"]
+assert ex and ex[0]["status"] == "ok" and ex[0]["kind"] == "teacher", ex
+assert ex[0]["library"].endswith("build/example/example_teacher.so"), ex[0]["library"]
+builtins = [r for r in rows if r["library"].startswith(sys.argv[2])]
+assert len(builtins) == 8 and all(r["status"] == "ok" for r in builtins), builtins
+print("ok: example plugin listed from", ex[0]["library"], "beside", len(builtins), "installed built-ins")
+PY
+"$nexus" validate examples/teacher_plugin/composition.yaml
+"$nexus" forward examples/teacher_plugin/composition.yaml --json --batch 3 > build/example/forward.json
+python3 - build/example/forward.json <<'PY'
+import json, sys
+out = json.load(open(sys.argv[1]))
+b = out["batches"][0]
+assert b["modality"] == "text" and b["teachers_run"] == ["trigrams", "words"], b
+assert b["heads"]["sentiment"] == [3, 2] and b["shared_finite"], b
+print("ok: forward pass through the example plugin:", b["teachers_run"], "->", b["heads"])
+PY
+echo "example plugin: 1 passed, 0 failed"

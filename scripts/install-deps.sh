@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything NEXUS needs to build and test, from Debian packages only.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build ccache python3
+  libtorch-dev                       # libtorch 1.13 (CPU)
+  libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
+  libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# End-to-end checks of the nexus command: plugin listing, validation errors and exit codes, a
+# forward pass. Usage: cli_test.sh NEXUS_BINARY SOURCE_TESTS_DIR
+set -u
+nexus=$1
+tests=$2
+root=$(dirname "$tests")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export NEXUS_CACHE_DIR="$work/cache"
+unset NEXUS_PLUGIN_PATH
+failures=0
+check() {  # check DESCRIPTION EXPECTED_EXIT COMMAND...
+  local what=$1 want=$2
+  shift 2
+  "$@" >"$work/out" 2>"$work/err"
+  local got=$?
+  if [ "$got" != "$want" ]; then
+    echo "FAIL: $what: exit $got, expected $want"; cat "$work/out" "$work/err"; failures=$((failures + 1))
+  else
+    echo "ok: $what"
+  fi
+}
+
+check "plugins list --json" 0 "$nexus" plugins list --json
+python3 - "$work/out" <<'PY' || failures=$((failures + 1))
+import json, os, sys
+rows = json.load(open(sys.argv[1]))
+want = {("tower", "linear"), ("tower", "mlp"), ("router", "softmax"), ("router", "topk"),
+        ("loss", "mse"), ("loss", "cosine"), ("loss", "cross_entropy"), ("teacher", "torchscript")}
+got = {(r["kind"], r["name"]): r for r in rows}
+missing = want - set(got)
+bad = [f"{k}: {got[k]['status']} {got[k]['reason']}" for k in want & set(got) if got[k]["status"] != "ok"]
+libs = {got[k]["library"] for k in want & set(got)}
+if missing or bad or len(libs) != 4 or not all(os.path.isfile(l) for l in libs):
+    print("FAIL: built-in plugins:", missing, bad, libs); sys.exit(1)
+print("ok: all 8 built-in components ok, from 4 separate libraries")
+PY
+
+check "plugins info shows options" 0 "$nexus" plugins info mlp
+grep -q "activation *relu|gelu|tanh *default gelu" "$work/out" || { echo "FAIL: info output"; cat "$work/out"; failures=$((failures + 1)); }
+check "plugins info of an unknown name" 2 "$nexus" plugins info nosuch
+check "unknown command" 2 "$nexus" frobnicate
+check "missing file argument" 2 "$nexus" validate
+check "--help" 0 "$nexus" validate --help
+
+check "validate the foundation composition" 0 "$nexus" validate "$root/configs/foundation.yaml"
+check "validate with an override" 0 "$nexus" validate "$root/configs/foundation.yaml" --set trainer.lr=1e-4
+check "validate a bad override" 2 "$nexus" validate "$root/configs/foundation.yaml" --set trainer.lr=fast
+grep -q "^<--set>:1:[0-9]*: error:" "$work/err" || { echo "FAIL: override error location"; cat "$work/err"; failures=$((failures + 1)); }
+sed 's/plugin: mlp/plugin: mpl/' "$root/configs/foundation.yaml" > "$work/typo.yaml"
+check "validate a typo'd plugin" 2 "$nexus" validate "$work/typo.yaml"
+grep -q "typo.yaml:[0-9]*:[0-9]*: error: unknown tower plugin 'mpl'" "$work/err" || { echo "FAIL: typo message"; cat "$work/err"; failures=$((failures + 1)); }
+grep -q "did you mean 'mlp'" "$work/err" || { echo "FAIL: typo hint"; cat "$work/err"; failures=$((failures + 1)); }
+
+check "forward pass" 0 "$nexus" forward "$root/configs/foundation.yaml" --json --batch 3
+python3 - "$work/out" <<'PY' || failures=$((failures + 1))
+import json, sys
+out = json.load(open(sys.argv[1]))
+b = out["batches"][0]
+assert b["teachers_run"] == ["pixels", "pooled"], b
+assert b["shared"] == [3, 32] and b["heads"]["classes"] == [3, 10] and b["shared_finite"], b
+assert abs(sum(b["mean_routing_weights"]) - 1) < 1e-5, b
+print("ok: forward pass shapes and routing weights")
+PY
+
+echo "cli: $failures failed"
+[ "$failures" = 0 ]

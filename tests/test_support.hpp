@@ -1,0 +1,68 @@
+// Helpers shared by the tests.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "nexus/registry/registry.hpp"
+
+namespace nexus::test {
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "nexus-test-XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string str() const { return path.string(); }
+};
+
+inline registry::Registry scan_only(const std::vector<std::string>& dirs, double timeout = 30.0,
+                                    const std::string& cache_dir = "") {
+  registry::RegistryOptions o;
+  o.plugin_paths = dirs;
+  o.use_environment = false;
+  o.use_default_paths = false;
+  o.use_probe_cache = !cache_dir.empty();
+  o.cache_dir = cache_dir;
+  o.probe_timeout_seconds = timeout;
+  registry::Registry r(o);
+  r.scan();
+  return r;
+}
+
+inline const registry::ComponentRecord* row(const registry::Registry& r, const std::string& name) {
+  static std::vector<registry::ComponentRecord> keep;
+  keep = r.components();
+  for (const auto& c : keep)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+inline std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// True if a file with this name is mapped into this process.
+inline bool is_mapped(const std::string& file_name) {
+  return read_text("/proc/self/maps").find("/" + file_name) != std::string::npos;
+}
+
+inline std::string builtin(const std::string& lib) { return std::string(NEXUS_BUILTIN_PLUGIN_DIR) + "/" + lib; }
+inline std::string test_plugin(const std::string& lib) { return std::string(NEXUS_TEST_PLUGIN_DIR) + "/" + lib; }
+
+}  // namespace nexus::test

@@ -1,0 +1,112 @@
+// A composition built end to end from YAML through real plugins.
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <nexus/plugin_api.hpp>
+#include <nexus/sha256.hpp>
+
+#include "nexus/config/composition.hpp"
+#include "nexus/core/system.hpp"
+#include "test_support.hpp"
+
+using namespace nexus;
+using namespace nexus::test;
+
+namespace {
+
+std::string write(const TempDir& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir.path / name) << text;
+  return (dir.path / name).string();
+}
+
+const char* kTwoModalities = R"YAML(nexus: 1
+name: two-modalities
+shared_dim: 8
+teachers:
+  - name: image_a
+    plugin: torchscript
+    options: {modality: image, input_shape: [1, 4, 4], source: "def forward(self, x):\n    return x.flatten(1)"}
+    tower: {plugin: linear}
+  - name: tabular
+    plugin: torchscript
+    options: {modality: tensor, input_shape: [5], source: "def forward(self, x):\n    return x * 3.0"}
+    tower: {plugin: mlp, options: {hidden: 7}}
+  - name: image_b
+    plugin: torchscript
+    options: {modality: image, input_shape: [1, 4, 4], source: "def forward(self, x):\n    return x.mean(3).flatten(1)"}
+    tower: {plugin: linear}
+router: {plugin: ROUTER}
+heads:
+  - {name: cls, task: t, outputs: 3, plugin: linear}
+losses:
+  - {plugin: cross_entropy, head: cls}
+)YAML";
+
+}  // namespace
+
+TEST_CASE("a composition builds from plugins and routes only over teachers of the input's modality") {
+  TempDir dir;
+  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  auto text = std::string(kTwoModalities);
+  text.replace(text.find("ROUTER"), 6, "softmax");
+  auto comp = config::load_composition(write(dir, "c.yaml", text), {}, plugin_catalog(reg));
+  auto sys = ComposedSystem::build(comp, reg);
+  REQUIRE(sys.teachers().size() == 3);
+  CHECK(sys.teachers()[0].tower->in_features() == 16);  // filled in from the real teacher
+  CHECK(sys.teachers()[2].tower->in_features() == 4);
+  CHECK(sys.router()->num_experts() == 3);
+
+  auto r = sys.forward(sys.teachers()[0].teacher->example_input(6), "image");
+  CHECK(r.ran == std::vector<std::string>{"image_a", "image_b"});
+  CHECK(r.shared.sizes() == torch::IntArrayRef({6, 8}));
+  CHECK(r.heads.at("cls").sizes() == torch::IntArrayRef({6, 3}));
+  CHECK(torch::allclose(r.weights.sum(1), torch::ones({6})));
+  CHECK(r.weights.select(1, 1).abs().sum().item<double>() == 0.0);  // the tensor teacher is not an image teacher
+
+  // Gradients reach the towers, the router and the head through the fused space.
+  r.heads.at("cls").sum().backward();
+  CHECK(sys.heads()[0].tower->parameters()[0].grad().defined());
+  CHECK(sys.teachers()[0].tower->parameters()[0].grad().defined());
+  CHECK(sys.router()->parameters()[0].grad().defined());
+}
+
+TEST_CASE("a top-k router runs sparse and a declared width that is wrong is reported where it was declared") {
+  TempDir dir;
+  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  auto text = std::string(kTwoModalities);
+  text.replace(text.find("ROUTER"), 6, "topk");
+  auto comp = config::load_composition(write(dir, "k.yaml", text), {}, plugin_catalog(reg));
+  auto sys = ComposedSystem::build(comp, reg);
+  auto r = sys.forward(sys.teachers()[0].teacher->example_input(5), "image");
+  CHECK(((r.weights > 0).sum(1) == 1).all().item<bool>());
+
+  // width 99 is legal YAML and passes static validation; only the real teacher shows it is wrong.
+  const auto path = write(dir, "w.yaml", text);
+  auto bad = config::load_composition(path, {"teachers.0.width=99"}, plugin_catalog(reg));
+  try {
+    ComposedSystem::build(bad, reg);
+    FAIL("expected ConfigError");
+  } catch (const config::ConfigError& e) {
+    REQUIRE(e.diagnostics().size() == 1);
+    CHECK(e.diagnostics()[0].loc.file == path);
+    CHECK(e.diagnostics()[0].loc.line == 5);
+    CHECK(e.diagnostics()[0].message == "teacher 'image_a' declares width 99 but its plugin produces 16");
+  }
+}
+
+TEST_CASE("a TorchScript file teacher: loads a saved module and fingerprints its bytes") {
+  TempDir dir;
+  torch::jit::Module m("Scaled");
+  m.register_parameter("w", torch::full({3}, 2.0), false);
+  m.define("def forward(self, x):\n    return x * self.w\n");
+  m.save((dir.path / "scaled.pt").string());
+  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  auto t = reg.create_teacher("torchscript", Options().set("path", (dir.path / "scaled.pt").string()).set("input_shape", "3"));
+  CHECK(t->width() == 3);
+  CHECK(t->fingerprint().weights_hash == sha256_file((dir.path / "scaled.pt").string()));
+  TeacherInput in;
+  in.tensor = torch::ones({2, 3});
+  CHECK(torch::allclose(t->encode(in), torch::full({2, 3}, 2.0)));
+  CHECK_THROWS_WITH_AS(reg.create_teacher("torchscript", Options().set("path", "/nonexistent.pt").set("input_shape", "3")),
+                       doctest::Contains("cannot load TorchScript file '/nonexistent.pt'"), registry::PluginError);
+}
