@@ -33,4 +33,4 @@ assert b["modality"] == "text" and b["teachers_run"] == ["trigrams", "words"], b
 assert b["heads"]["sentiment"] == [3, 2] and b["shared_finite"], b
 print("ok: forward pass through the example plugin:", b["teachers_run"], "->", b["heads"])
 PY
-echo "example plugin: 1 passed, 0 failed"
+echo "examples: 1 passed, 0 failed"

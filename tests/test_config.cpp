@@ -392,14 +392,15 @@ TEST_CASE("host-filled options are not required, other required options are") {
   CHECK(diags[0].loc.str() == "test.yaml:6:13");  // at the plugin: value
 }
 
-TEST_CASE("plugin versions are matched exactly, newest when omitted") {
+TEST_CASE("plugin versions are matched exactly, first on the search path when omitted") {
   PluginCatalog catalog = test_catalog();
-  catalog.push_back({"tower", "linear", "1.10.0", "d_in:int!,d_out:int!,bias:bool=true,init:string"});
+  // The catalog is in search order: 1.10.0 comes from a directory searched before the others.
+  catalog.insert(catalog.begin(), {"tower", "linear", "1.10.0", "d_in:int!,d_out:int!,bias:bool=true,init:string"});
   catalog.push_back({"tower", "linear", "1.9.0", "d_in:int!,d_out:int!"});
   Node root = load_string(kMinimal, "test.yaml");
   apply_override(root, "teachers.0.tower.options.init=xavier");
   Composition c;
-  CHECK(validate(root, catalog, c).empty());  // 1.10.0 is the newest and knows 'init'
+  CHECK(validate(root, catalog, c).empty());  // 1.10.0 is found first and knows 'init'
   apply_override(root, "teachers.0.tower.version=1.9.0");
   auto diags = validate(root, catalog, c);
   REQUIRE(diags.size() == 1);

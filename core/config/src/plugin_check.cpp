@@ -1,5 +1,7 @@
 #include "plugin_check.hpp"
 
+#include <nexus/options.hpp>
+
 #include <algorithm>
 #include <cctype>
 
@@ -120,16 +122,18 @@ const PluginDescriptor* resolve(Checker& check, const PluginCatalog& catalog,
     check.error(spec.loc, "unknown " + role.kind + " plugin '" + spec.plugin + "'", hint);
     return nullptr;
   }
+  // The catalog is in plugin search order, and the registry resolves a name without a version to
+  // its first match on the search path: validate against that same component.
+  if (spec.version.empty()) return same_name.front();
   std::sort(same_name.begin(), same_name.end(),
             [](auto* a, auto* b) { return version_less(a->version, b->version); });
-  if (spec.version.empty()) return same_name.back();  // newest installed
   for (const auto* d : same_name)
     if (d->version == spec.version) return d;
   std::vector<std::string> versions;
   for (const auto* d : same_name) versions.push_back(d->version);
   check.error(version_node->loc,
               role.kind + " plugin '" + spec.plugin + "' has no version '" + spec.version + "'",
-              "available versions: " + join(versions) + " (or leave out 'version' for the newest)");
+              "available versions: " + join(versions) + " (or leave out 'version' for the first one on the plugin search path)");
   return nullptr;
 }
 
@@ -137,53 +141,14 @@ const PluginDescriptor* resolve(Checker& check, const PluginCatalog& catalog,
 
 bool parse_options_schema(const std::string& schema, std::vector<OptionDecl>& out,
                           std::string& problem) {
-  static const std::vector<std::string> kTypes = {"int",  "float", "bool",  "string",
-                                                  "path", "list",  "choice"};
+  // One grammar for host and plugins: the plugin API's own parser (torch-free, header-only).
   out.clear();
-  size_t start = 0;
-  while (start <= schema.size()) {
-    size_t end = schema.find(',', start);
-    if (end == std::string::npos) end = schema.size();
-    const std::string entry = trim(schema.substr(start, end - start));
-    start = end + 1;
-    if (entry.empty()) {
-      if (end == schema.size()) break;
-      continue;
-    }
-    OptionDecl d;
-    const auto colon = entry.find(':');
-    if (colon == std::string::npos) {
-      problem = "entry '" + entry + "' has no ':type'";
-      return false;
-    }
-    d.name = trim(entry.substr(0, colon));
-    std::string type = entry.substr(colon + 1);
-    if (const auto eq = type.find('='); eq != std::string::npos) {
-      d.default_value = type.substr(eq + 1);
-      type = type.substr(0, eq);
-    }
-    type = trim(type);
-    if (!type.empty() && type.back() == '!') {
-      d.required = true;
-      type.pop_back();
-    }
-    if (type.rfind("choice(", 0) == 0 && type.back() == ')') {
-      std::string list = type.substr(7, type.size() - 8);
-      size_t p = 0;
-      while (p <= list.size()) {
-        size_t bar = list.find('|', p);
-        if (bar == std::string::npos) bar = list.size();
-        d.choices.push_back(trim(list.substr(p, bar - p)));
-        p = bar + 1;
-      }
-      type = "choice";
-    }
-    if (d.name.empty() || std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {
-      problem = "entry '" + entry + "' is not name:type with a known type";
-      return false;
-    }
-    d.type = type;
-    out.push_back(std::move(d));
+  try {
+    for (const auto& spec : nexus::parse_option_schema(schema))
+      out.push_back({spec.name, spec.type, spec.choices, spec.required, spec.default_value});
+  } catch (const nexus::OptionError& e) {
+    problem = e.what();
+    return false;
   }
   return true;
 }
