@@ -42,14 +42,19 @@ losses:
   - {plugin: cross_entropy, head: cls}
 )YAML";
 
+// The two-modality composition with the given router, written to `dir`; returns its path.
+std::string with_router(const TempDir& dir, const std::string& router) {
+  auto text = std::string(kTwoModalities);
+  text.replace(text.find("ROUTER"), 6, router);
+  return write(dir, router + ".yaml", text);
+}
+
 }  // namespace
 
 TEST_CASE("a composition builds from plugins and routes only over teachers of the input's modality") {
   TempDir dir;
   auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  auto text = std::string(kTwoModalities);
-  text.replace(text.find("ROUTER"), 6, "softmax");
-  auto comp = config::load_composition(write(dir, "c.yaml", text), {}, plugin_catalog(reg));
+  auto comp = config::load_composition(with_router(dir, "softmax"), {}, plugin_catalog(reg));
   auto sys = ComposedSystem::build(comp, reg);
   REQUIRE(sys.teachers().size() == 3);
   CHECK(sys.teachers()[0].tower->in_features() == 16);  // filled in from the real teacher
@@ -73,15 +78,13 @@ TEST_CASE("a composition builds from plugins and routes only over teachers of th
 TEST_CASE("a top-k router runs sparse and a declared width that is wrong is reported where it was declared") {
   TempDir dir;
   auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  auto text = std::string(kTwoModalities);
-  text.replace(text.find("ROUTER"), 6, "topk");
-  auto comp = config::load_composition(write(dir, "k.yaml", text), {}, plugin_catalog(reg));
+  const auto path = with_router(dir, "topk");
+  auto comp = config::load_composition(path, {}, plugin_catalog(reg));
   auto sys = ComposedSystem::build(comp, reg);
   auto r = sys.forward(sys.teachers()[0].teacher->example_input(5), "image");
   CHECK(((r.weights > 0).sum(1) == 1).all().item<bool>());
 
   // width 99 is legal YAML and passes static validation; only the real teacher shows it is wrong.
-  const auto path = write(dir, "w.yaml", text);
   auto bad = config::load_composition(path, {"teachers.0.width=99"}, plugin_catalog(reg));
   try {
     ComposedSystem::build(bad, reg);
