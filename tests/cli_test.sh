@@ -64,5 +64,10 @@ assert abs(sum(b["mean_routing_weights"]) - 1) < 1e-5, b
 print("ok: forward pass shapes and routing weights")
 PY
 
+check "cache ls on an empty cache" 0 "$nexus" cache ls --cache "$work/features"
+grep -q "(empty" "$work/out" || { echo "FAIL: empty cache listing"; cat "$work/out"; failures=$((failures + 1)); }
+check "cache verify on an empty cache" 0 "$nexus" cache verify --cache "$work/features"
+check "cache without an action" 2 "$nexus" cache
+
 echo "cli: $failures failed"
 [ "$failures" = 0 ]

@@ -20,6 +20,7 @@ const char* kCommands =
     "  plugins list|info    show the plugins found on the search path\n"
     "  validate FILE        check a composition without running it\n"
     "  forward FILE         build a composition and run one forward pass\n"
+    "  cache ls|verify|gc   inspect, check and clean the teacher feature cache\n"
     "  version              print the version and plugin ABI\n"
     "Run `nexus COMMAND --help` for a command's options.\n";
 
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     if (command == "plugins") return cmd_plugins(g, rest);
     if (command == "validate") return cmd_validate(g, rest);
     if (command == "forward") return cmd_forward(g, rest);
+    if (command == "cache") return cmd_cache(g, rest);
     if (command == "version") {
       std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
       return kOk;

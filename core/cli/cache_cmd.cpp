@@ -1,0 +1,112 @@
+// nexus cache ls|verify|gc
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "cli.hpp"
+#include "nexus/core/feature_cache.hpp"
+#include "nexus/registry/probe_cache.hpp"
+
+namespace po = boost::program_options;
+
+namespace nexus::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+uint64_t entry_bytes(const cache::Manifest& m) {
+  uint64_t n = 0;
+  for (const auto& s : m.shards) n += s.bytes;
+  return n;
+}
+
+nlohmann::json entry_json(const cache::Manifest& m) {
+  return {{"key", m.key},     {"teacher", m.teacher}, {"fingerprint", m.fingerprint}, {"dataset_id", m.dataset_id},
+          {"split", m.split}, {"rows", m.rows},       {"cached_rows", m.cached_rows()}, {"width", m.width},
+          {"dtype", cache::to_string(m.dtype)}, {"complete", m.complete}, {"bytes", entry_bytes(m)}, {"dir", m.dir}};
+}
+
+}  // namespace
+
+std::string feature_cache_root(const std::string& given) {
+  if (!given.empty()) return given;
+  return (fs::path(registry::default_cache_dir()) / "features").string();
+}
+
+int cmd_cache(const Globals&, const std::vector<std::string>& args) {
+  bool json = false, help = false, dry_run = false;
+  std::string action, root;
+  po::options_description opts(
+      "Usage: nexus cache ls|verify|gc [--cache DIR] [--json]\n"
+      "  ls      list cached teacher features\n"
+      "  verify  check every shard's checksum; exit 1 naming each corrupt or missing shard\n"
+      "  gc      remove incomplete or corrupt entries (--dry-run shows what would go)\n\nOptions");
+  opts.add_options()("cache", po::value(&root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
+      ("dry-run", po::bool_switch(&dry_run), "gc: only list what would be removed")
+      ("json", po::bool_switch(&json), "machine-readable output")("help,h", po::bool_switch(&help), "show this help");
+  po::options_description hidden;
+  hidden.add_options()("action", po::value(&action));
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("action", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (help) {
+    std::cout << opts;
+    return kOk;
+  }
+  cache::FeatureCache store(feature_cache_root(root));
+  const auto entries = store.list();
+  if (action == "ls") {
+    if (json) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& m : entries) out.push_back(entry_json(m));
+      std::cout << out.dump(2) << "\n";
+      return kOk;
+    }
+    std::cout << std::left << std::setw(34) << "KEY" << std::setw(16) << "TEACHER" << std::setw(7) << "SPLIT" << std::setw(16)
+              << "ROWS" << std::setw(7) << "WIDTH" << std::setw(6) << "TYPE" << "MB\n";
+    for (const auto& m : entries) {
+      const auto rows = m.complete ? std::to_string(m.rows) : std::to_string(m.cached_rows()) + "/" + std::to_string(m.rows);
+      std::cout << std::left << std::setw(34) << m.key << std::setw(16) << m.teacher << std::setw(7) << m.split << std::setw(16)
+                << rows << std::setw(7) << m.width << std::setw(6) << cache::to_string(m.dtype) << std::fixed
+                << std::setprecision(1) << double(entry_bytes(m)) / 1e6 << "\n";
+    }
+    if (entries.empty()) std::cout << "(empty: " << store.root() << ")\n";
+    return kOk;
+  }
+  if (action == "verify" || action == "gc") {
+    nlohmann::json out = nlohmann::json::array();
+    std::vector<std::string> keep;
+    size_t bad = 0;
+    for (const auto& m : entries) {
+      const auto problems = store.verify(m);
+      if (problems.empty()) keep.push_back(m.key);
+      bad += problems.empty() ? 0 : 1;
+      out.push_back({{"key", m.key}, {"teacher", m.teacher}, {"split", m.split}, {"problems", problems}});
+      if (!json && action == "verify")
+        for (const auto& p : problems) std::cout << m.key << " (" << m.teacher << ", " << m.split << "): " << p << "\n";
+    }
+    if (action == "verify") {
+      if (json) std::cout << out.dump(2) << "\n";
+      else std::cout << entries.size() - bad << " of " << entries.size() << " entries sound\n";
+      return bad ? kRuntimeFailure : kOk;
+    }
+    const auto removed = store.gc(keep, dry_run);
+    if (json) {
+      std::cout << nlohmann::json{{"removed", removed}, {"dry_run", dry_run}}.dump(2) << "\n";
+    } else {
+      for (const auto& r : removed) std::cout << (dry_run ? "would remove " : "removed ") << r << "\n";
+      std::cout << removed.size() << " entries " << (dry_run ? "would be " : "") << "removed, " << keep.size() << " kept\n";
+    }
+    return kOk;
+  }
+  throw UsageError(action.empty() ? "cache needs an action: ls, verify or gc" : "unknown cache action '" + action + "'");
+}
+
+}  // namespace nexus::cli
