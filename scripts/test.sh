@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/install-data-deps.sh
+python3 scripts/build_datasets.py          # real labelled data from pinned Debian packages -> data/
 scripts/build.sh
 # Tests must not depend on anything a developer has in their own plugin path or caches.
 export NEXUS_CACHE_DIR="$PWD/build/test-cache"

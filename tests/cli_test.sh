@@ -69,5 +69,28 @@ grep -q "(empty" "$work/out" || { echo "FAIL: empty cache listing"; cat "$work/o
 check "cache verify on an empty cache" 0 "$nexus" cache verify --cache "$work/features"
 check "cache without an action" 2 "$nexus" cache
 
+# Feature cache on real data (built by scripts/build_datasets.py into data/).
+demo="$tests/cli/cache_demo.yaml"
+check "cache build" 0 "$nexus" cache build "$demo" --split val --json
+python3 - "$work/out" <<'PY' || failures=$((failures + 1))
+import json, sys
+rows = json.load(open(sys.argv[1]))
+got = {(r["teacher"], r["split"]): r for r in rows}
+assert set(got) == {("pixels", "val"), ("pooled", "val")}, got
+assert got["pixels", "val"]["rows"] == 5000 and got["pixels", "val"]["width"] == 784, got
+assert got["pooled", "val"]["width"] == 49 and all(r["computed_rows"] == 5000 for r in rows), rows
+print("ok: cache build computed 2 entries of 5000 rows")
+PY
+check "cache build again reuses everything" 0 "$nexus" cache build "$demo" --split val --json
+python3 -c 'import json,sys; rows=json.load(open(sys.argv[1])); assert all(r["computed_rows"] == 0 for r in rows), rows' "$work/out" \
+  && echo "ok: second build computed nothing" || { echo "FAIL: second build recomputed"; failures=$((failures + 1)); }
+shard=$(ls "$NEXUS_CACHE_DIR"/features/*/shard-00000.nxf | head -1)
+printf 'X' | dd of="$shard" bs=1 seek=100 conv=notrunc 2>/dev/null
+check "cache verify names a corrupt shard" 1 "$nexus" cache verify
+grep -q "corrupt shard $shard: checksum mismatch" "$work/out" || { echo "FAIL: corrupt shard not named"; cat "$work/out"; failures=$((failures + 1)); }
+check "cache gc removes the corrupt entry" 0 "$nexus" cache gc
+grep -q "1 entries removed, 1 kept" "$work/out" || { echo "FAIL: gc"; cat "$work/out"; failures=$((failures + 1)); }
+check "cache verify after gc" 0 "$nexus" cache verify
+
 echo "cli: $failures failed"
 [ "$failures" = 0 ]

@@ -7,7 +7,10 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "nexus/config/composition.hpp"
+#include "nexus/core/caching.hpp"
 #include "nexus/core/feature_cache.hpp"
+#include "nexus/core/system.hpp"
 #include "nexus/registry/probe_cache.hpp"
 
 namespace po = boost::program_options;
@@ -36,23 +39,30 @@ std::string feature_cache_root(const std::string& given) {
   return (fs::path(registry::default_cache_dir()) / "features").string();
 }
 
-int cmd_cache(const Globals&, const std::vector<std::string>& args) {
-  bool json = false, help = false, dry_run = false;
-  std::string action, root;
+int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
+  bool json = false, help = false, dry_run = false, fp16 = false;
+  std::string action, root, file, splits = "train,val,test";
+  std::vector<std::string> overrides;
+  int64_t batch = 64;
   po::options_description opts(
-      "Usage: nexus cache ls|verify|gc [--cache DIR] [--json]\n"
+      "Usage: nexus cache build FILE [--split S,...] [--fp16] | nexus cache ls|verify|gc [--cache DIR] [--json]\n"
+      "  build   compute and store the features of every teacher of composition FILE on its task data\n"
       "  ls      list cached teacher features\n"
       "  verify  check every shard's checksum; exit 1 naming each corrupt or missing shard\n"
       "  gc      remove incomplete or corrupt entries (--dry-run shows what would go)\n\nOptions");
   opts.add_options()("cache", po::value(&root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
       ("dry-run", po::bool_switch(&dry_run), "gc: only list what would be removed")
+      ("split", po::value(&splits)->default_value(splits), "build: comma-separated splits")
+      ("fp16", po::bool_switch(&fp16), "build: store features as fp16 (half the disk and memory)")
+      ("batch", po::value(&batch)->default_value(batch), "build: inputs per teacher call")
+      ("set", po::value(&overrides)->composing(), "build: override a composition value (repeatable)")
       ("json", po::bool_switch(&json), "machine-readable output")("help,h", po::bool_switch(&help), "show this help");
   po::options_description hidden;
-  hidden.add_options()("action", po::value(&action));
+  hidden.add_options()("action", po::value(&action))("file", po::value(&file));
   po::options_description all;
   all.add(opts).add(hidden);
   po::positional_options_description pos;
-  pos.add("action", 1);
+  pos.add("action", 1).add("file", 1);
   po::variables_map vm;
   po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
   po::notify(vm);
@@ -61,6 +71,41 @@ int cmd_cache(const Globals&, const std::vector<std::string>& args) {
     return kOk;
   }
   cache::FeatureCache store(feature_cache_root(root));
+  if (action == "build") {
+    if (file.empty()) throw UsageError("cache build needs a composition FILE");
+    if (batch < 1) throw UsageError("--batch must be >= 1");
+    const auto reg = scanned_registry(g);
+    const auto comp = config::load_composition(file, overrides, plugin_catalog(reg));
+    auto sys = ComposedSystem::build(comp, reg);
+    CachingOptions co;
+    co.splits.clear();
+    for (size_t b = 0, e; b <= splits.size(); b = e + 1) {
+      e = splits.find(',', b);
+      if (e == std::string::npos) e = splits.size();
+      if (e > b) co.splits.push_back(splits.substr(b, e - b));
+    }
+    co.dtype = fp16 ? cache::DType::F16 : cache::DType::F32;
+    co.batch_size = batch;
+    co.progress = !json;
+    const auto results = cache_features(comp, sys, store, co);
+    nlohmann::json out = nlohmann::json::array();
+    auto seconds = [](double s) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2f s", s);
+      return std::string(buf);
+    };
+    for (const auto& r : results) {
+      out.push_back({{"teacher", r.teacher}, {"task", r.task}, {"dataset", r.dataset}, {"split", r.split},
+                     {"rows", r.manifest.rows}, {"width", r.manifest.width}, {"computed_rows", r.computed_rows},
+                     {"seconds", r.seconds}, {"key", r.manifest.key}});
+      if (!json)
+        std::cout << std::left << std::setw(16) << r.teacher << std::setw(24) << r.dataset + "/" + r.split << std::setw(8)
+                  << r.manifest.rows << (r.computed_rows ? "computed " + std::to_string(r.computed_rows) + " rows in " + seconds(r.seconds)
+                                                         : std::string("cached")) << "\n";
+    }
+    if (json) std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
   const auto entries = store.list();
   if (action == "ls") {
     if (json) {
@@ -106,7 +151,7 @@ int cmd_cache(const Globals&, const std::vector<std::string>& args) {
     }
     return kOk;
   }
-  throw UsageError(action.empty() ? "cache needs an action: ls, verify or gc" : "unknown cache action '" + action + "'");
+  throw UsageError(action.empty() ? "cache needs an action: build, ls, verify or gc" : "unknown cache action '" + action + "'");
 }
 
 }  // namespace nexus::cli
