@@ -92,5 +92,24 @@ check "cache gc removes the corrupt entry" 0 "$nexus" cache gc
 grep -q "1 entries removed, 1 kept" "$work/out" || { echo "FAIL: gc"; cat "$work/out"; failures=$((failures + 1)); }
 check "cache verify after gc" 0 "$nexus" cache verify
 
+# Training: an uninterrupted run, then one killed with SIGKILL after its step-100 checkpoint and
+# resumed, must end with bitwise-identical weights.
+train="$tests/cli/train_demo.yaml"
+check "train" 0 "$nexus" train "$train" --run "$work/run-a" --json
+digest_a=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["val_accuracy"]["fashion"] > 0.75, r; print(r["weights_sha256"])' "$work/out") \
+  && echo "ok: trained, val accuracy above 0.75" || { echo "FAIL: training result"; cat "$work/out"; failures=$((failures + 1)); }
+"$nexus" train "$train" --run "$work/run-b" --json >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  grep -qE "step-0000010|step-0000015|step-0000020" "$work/run-b/checkpoints/latest" 2>/dev/null && break
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; killed=$?
+[ "$killed" = 137 ] && echo "ok: killed training at $(cat "$work/run-b/checkpoints/latest")" || { echo "FAIL: run ended before the kill (exit $killed)"; failures=$((failures + 1)); }
+check "train without --resume refuses an existing run" 1 "$nexus" train "$train" --run "$work/run-b"
+check "train --resume" 0 "$nexus" train "$train" --run "$work/run-b" --resume --json
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["resumed"] and r["weights_sha256"] == sys.argv[2], (r, sys.argv[2])' "$work/out" "$digest_a" \
+  && echo "ok: resumed run reached bitwise-identical weights" || { echo "FAIL: resume differs"; cat "$work/out"; failures=$((failures + 1)); }
+
 echo "cli: $failures failed"
 [ "$failures" = 0 ]

@@ -29,6 +29,7 @@ int cmd_plugins(const Globals& g, const std::vector<std::string>& args);
 int cmd_validate(const Globals& g, const std::vector<std::string>& args);
 int cmd_forward(const Globals& g, const std::vector<std::string>& args);
 int cmd_cache(const Globals& g, const std::vector<std::string>& args);
+int cmd_train(const Globals& g, const std::vector<std::string>& args);
 
 // The feature cache folder: `given`, else $NEXUS_CACHE_DIR/features (default ~/.cache/nexus/features).
 std::string feature_cache_root(const std::string& given);

@@ -7,6 +7,7 @@
 
 #include "cli.hpp"
 #include "nexus/config/diagnostic.hpp"
+#include "nexus/core/dataset.hpp"
 #include "nexus/abi.h"
 #include "nexus/version.hpp"
 
@@ -20,7 +21,8 @@ const char* kCommands =
     "  plugins list|info    show the plugins found on the search path\n"
     "  validate FILE        check a composition without running it\n"
     "  forward FILE         build a composition and run one forward pass\n"
-    "  cache ls|verify|gc   inspect, check and clean the teacher feature cache\n"
+    "  cache build|ls|verify|gc  fill, inspect, check and clean the teacher feature cache\n"
+    "  train FILE           cache features, then train towers, router and heads\n"
     "  version              print the version and plugin ABI\n"
     "Run `nexus COMMAND --help` for a command's options.\n";
 
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     if (command == "validate") return cmd_validate(g, rest);
     if (command == "forward") return cmd_forward(g, rest);
     if (command == "cache") return cmd_cache(g, rest);
+    if (command == "train") return cmd_train(g, rest);
     if (command == "version") {
       std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
       return kOk;
@@ -79,6 +82,9 @@ int main(int argc, char** argv) {
     return kBadInput;
   } catch (const nexus::config::ConfigError& e) {
     for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
+    return kBadInput;
+  } catch (const nexus::DatasetError& e) {
+    std::cerr << "nexus: " << e.what() << "\n";
     return kBadInput;
   } catch (const std::exception& e) {
     std::cerr << "nexus: error: " << e.what() << "\n";

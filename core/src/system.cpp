@@ -108,32 +108,69 @@ ComposedSystem ComposedSystem::build(const config::Composition& comp, const regi
                             return reg.create_tower(h.tower.plugin, hopts, h.tower.version);
                           })});
   }
+  for (const auto& l : comp.losses) {
+    auto lopts = plugin_options(l.loss, "loss", reg, base);
+    sys.losses_.push_back({l, creating(l.loss, "loss '" + l.loss.plugin + "'", [&] {
+                             return reg.create_loss(l.loss.plugin, lopts, l.loss.version);
+                           })});
+  }
   return sys;
 }
 
+double LossSlot::weight_at(int64_t step) const {
+  if (spec.warmup_steps <= 0 || step >= spec.warmup_steps) return spec.weight;
+  const double t = double(step) / double(spec.warmup_steps);
+  return spec.weight * (spec.start_factor + (1.0 - spec.start_factor) * t);
+}
+
 ForwardResult ComposedSystem::forward(const TeacherInput& batch, const std::string& modality) {
-  const int64_t n = int64_t(teachers_.size()), b = batch.size();
+  std::vector<at::Tensor> features(teachers_.size());
+  for (size_t i = 0; i < teachers_.size(); ++i)
+    if (to_string(teachers_[i].teacher->modality()) == modality) features[i] = teachers_[i].teacher->encode(batch);
+  bool any = false;
+  for (const auto& f : features) any = any || f.defined();
+  if (!any) throw std::invalid_argument("no teacher of this composition takes " + modality + " inputs");
+  return fuse(features);
+}
+
+ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features) {
+  const int64_t n = int64_t(teachers_.size());
+  int64_t b = -1;
+  for (const auto& f : features)
+    if (f.defined()) b = f.size(0);
+  if (int64_t(features.size()) != n || b < 0) throw std::invalid_argument("fuse() needs one feature slot per teacher, at least one defined");
   ForwardResult r;
-  auto projected = torch::zeros({b, n, shared_dim_});
+  std::vector<at::Tensor> projected(static_cast<size_t>(n));
   auto available = torch::zeros({b, n}, torch::kBool);
   at::Tensor router_features;
   for (int64_t i = 0; i < n; ++i) {
     auto& slot = teachers_[size_t(i)];
-    if (to_string(slot.teacher->modality()) != modality) continue;
-    auto f = slot.teacher->encode(batch);
-    projected.select(1, i).copy_(slot.tower->forward(f));
+    if (!features[size_t(i)].defined()) {
+      projected[size_t(i)] = torch::zeros({b, shared_dim_});
+      continue;
+    }
+    projected[size_t(i)] = slot.tower->forward(features[size_t(i)]);
     available.select(1, i).fill_(true);
     r.ran.push_back(slot.name);
-    if (router_input_ == "teacher:" + slot.name) router_features = f;
+    if (router_input_ == "teacher:" + slot.name) router_features = features[size_t(i)];
   }
-  if (r.ran.empty()) throw std::invalid_argument("no teacher of this composition takes " + modality + " inputs");
+  auto stacked = torch::stack(projected, 1);  // [B, N, D]
   if (!router_features.defined())
-    router_features = projected.sum(1) / available.sum(1, true).clamp_min(1).to(projected.dtype());
+    router_features = stacked.sum(1) / available.sum(1, true).clamp_min(1).to(stacked.dtype());
   auto routing = router_->route(router_features, available);
   r.weights = routing.weights;
-  r.shared = (routing.weights.unsqueeze(2) * projected).sum(1);
+  r.logits = routing.logits;
+  r.shared = (routing.weights.unsqueeze(2) * stacked).sum(1);
   for (auto& h : heads_) r.heads[h.name] = h.tower->forward(r.shared);
   return r;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> ComposedSystem::trainable_modules() const {
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> out;
+  for (const auto& t : teachers_) out.emplace_back("tower." + t.name, t.tower);
+  out.emplace_back("router", router_);
+  for (const auto& h : heads_) out.emplace_back("head." + h.name, h.tower);
+  return out;
 }
 
 }  // namespace nexus

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
 
 #include <map>
 #include <memory>
@@ -32,9 +33,17 @@ struct HeadSlot {
   std::shared_ptr<Tower> tower;  // shared_dim -> outputs
 };
 
+struct LossSlot {
+  config::LossSpec spec;
+  std::shared_ptr<Loss> loss;
+  // Weight at a training step: ramps linearly from start_factor*weight over warmup_steps.
+  double weight_at(int64_t step) const;
+};
+
 struct ForwardResult {
   at::Tensor shared;                       // [B, D]
   at::Tensor weights;                      // [B, N] routing weights over teachers
+  at::Tensor logits;                       // [B, N] router logits (may be undefined)
   std::vector<std::string> ran;            // teachers that were run for this batch
   std::map<std::string, at::Tensor> heads; // head name -> [B, outputs]
 };
@@ -49,15 +58,24 @@ class ComposedSystem {
   // Runs every teacher of the batch's modality, projects, routes and applies the heads.
   ForwardResult forward(const TeacherInput& batch, const std::string& modality);
 
+  // The trainable part on precomputed teacher features (what training on the cache runs):
+  // features[i] is teacher i's [B, d_i] output, or undefined where teacher i does not apply.
+  ForwardResult fuse(const std::vector<at::Tensor>& features);
+
+  // Every trainable module, by a stable name: "tower.<teacher>", "router", "head.<name>".
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> trainable_modules() const;
+
   const std::vector<TeacherSlot>& teachers() const { return teachers_; }
   const std::vector<HeadSlot>& heads() const { return heads_; }
   const std::shared_ptr<Router>& router() const { return router_; }
+  const std::vector<LossSlot>& losses() const { return losses_; }
   int64_t shared_dim() const { return shared_dim_; }
 
  private:
   std::vector<TeacherSlot> teachers_;
   std::vector<HeadSlot> heads_;
   std::shared_ptr<Router> router_;
+  std::vector<LossSlot> losses_;
   std::string router_input_;
   int64_t shared_dim_ = 0;
 };

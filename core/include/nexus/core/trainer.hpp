@@ -1,0 +1,64 @@
+// Training the towers, router and heads on cached teacher features.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nexus/config/composition.hpp"
+
+namespace nexus {
+class ComposedSystem;
+namespace cache {
+class FeatureCache;
+}
+
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One task's training material: per teacher (in composition order) its cached features, or an
+// undefined tensor where the teacher does not take the task's modality.
+struct TaskData {
+  std::string task, head;
+  std::vector<at::Tensor> train, val;
+  at::Tensor train_labels, val_labels;
+};
+
+// Reads the complete (checksum-verified) cache entries of every task's train and val splits.
+std::vector<TaskData> load_task_data(const config::Composition& composition, ComposedSystem& system,
+                                     cache::FeatureCache& store);
+
+struct TrainOptions {
+  std::string run_dir;
+  bool resume = false;
+  bool progress = true;
+  int max_rollbacks = 20;          // then give up: the run is diverging
+  double rollback_tolerance = 1.05; // validation loss above this times the best rolls back
+  double collapse_ratio = 1e-3;     // shared-space variance below this times the initial one = collapse
+};
+
+struct TrainResult {
+  int64_t steps = 0, best_step = 0;
+  double best_val_loss = 0;
+  int rollbacks = 0;
+  bool resumed = false;
+  std::map<std::string, double> val_accuracy;  // per task, at the best checkpoint
+  double shared_variance = 0;
+};
+
+// Runs the composition's trainer settings. Checkpoints go to <run_dir>/checkpoints/step-N/
+// (one file per tower, router and head, plus optimizer, RNG and trainer state), written to a
+// temporary folder and renamed; <run_dir>/metrics.jsonl gets one line per log or validation.
+// With resume, continues from <run_dir>/checkpoints/latest and reaches the same weights as an
+// uninterrupted run with the same seed. Seed torch (torch::manual_seed(trainer.seed)) before
+// ComposedSystem::build so that initialisation is reproducible too.
+TrainResult train(const config::Composition& composition, ComposedSystem& system, const std::vector<TaskData>& data,
+                  const TrainOptions& options);
+
+}  // namespace nexus

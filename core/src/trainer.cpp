@@ -1,0 +1,338 @@
+#include "nexus/core/trainer.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <nexus/plugin_api.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "nexus/core/caching.hpp"
+#include "nexus/core/dataset.hpp"
+#include "nexus/core/feature_cache.hpp"
+#include "nexus/core/progress.hpp"
+#include "nexus/core/system.hpp"
+
+namespace nexus {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct State {
+  int64_t step = 0, best_step = 0;
+  double best_val = INFINITY, lr_factor = 1.0, initial_variance = 0;
+  int rollbacks = 0;
+  std::string best_dir;
+};
+
+nlohmann::json to_json(const State& s) {
+  return {{"step", s.step},           {"best_step", s.best_step}, {"best_val", s.best_val},
+          {"lr_factor", s.lr_factor}, {"rollbacks", s.rollbacks}, {"initial_variance", s.initial_variance},
+          {"best_dir", s.best_dir}};
+}
+
+void fsync_path(const fs::path& p, bool dir = false) {
+  const int fd = ::open(p.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+void write_text_atomically(const fs::path& p, const std::string& text) {
+  const auto tmp = p.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) throw TrainingError("cannot write " + tmp);
+  }
+  fsync_path(tmp);
+  fs::rename(tmp, p);
+  fsync_path(p.parent_path(), true);
+}
+
+// Everything a checkpoint restores, besides the trainer state.
+struct Trainables {
+  ComposedSystem& system;
+  torch::optim::AdamW& optimizer;
+  at::Generator& sampler;
+};
+
+std::string save_checkpoint(const fs::path& run_dir, Trainables& t, const State& s) {
+  const auto dir = run_dir / "checkpoints";
+  fs::create_directories(dir);
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", (long long)s.step);
+  const auto final_dir = dir / name;
+  const auto tmp = dir / (std::string(name) + ".tmp");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  // One file per component, so a later run can take or replace a single tower.
+  for (const auto& [mod_name, module] : t.system.trainable_modules()) torch::save(module, (tmp / (mod_name + ".pt")).string());
+  torch::save(t.optimizer, (tmp / "optimizer.pt").string());
+  torch::save(t.sampler.get_state(), (tmp / "rng_sampler.pt").string());
+  torch::save(at::detail::getDefaultCPUGenerator().get_state(), (tmp / "rng_global.pt").string());
+  std::ofstream(tmp / "state.json") << to_json(s).dump(1);
+  for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path());
+  fs::remove_all(final_dir);  // a step saved before a rollback is superseded
+  fs::rename(tmp, final_dir);
+  fsync_path(dir, true);
+  write_text_atomically(dir / "latest", name);
+  // Keep the latest and the best; older checkpoints only cost disk.
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const auto n = e.path().filename().string();
+    if (e.is_directory() && n != name && n != s.best_dir && n.rfind("step-", 0) == 0) fs::remove_all(e.path());
+  }
+  return name;
+}
+
+State load_checkpoint(const fs::path& dir, Trainables& t) {
+  if (!fs::exists(dir / "state.json")) throw TrainingError("checkpoint " + dir.string() + " is incomplete (no state.json)");
+  try {
+    for (const auto& [mod_name, module] : t.system.trainable_modules()) {
+      auto m = module;
+      torch::load(m, (dir / (mod_name + ".pt")).string());
+    }
+    torch::load(t.optimizer, (dir / "optimizer.pt").string());
+    at::Tensor rng;
+    torch::load(rng, (dir / "rng_sampler.pt").string());
+    t.sampler.set_state(rng);
+    torch::load(rng, (dir / "rng_global.pt").string());
+    auto global = at::detail::getDefaultCPUGenerator();  // a handle to the process-wide generator
+    global.set_state(rng);
+  } catch (const c10::Error& e) {
+    throw TrainingError("corrupt checkpoint " + dir.string() + ": " + e.what_without_backtrace());
+  }
+  std::ifstream in(dir / "state.json");
+  const auto j = nlohmann::json::parse(in);
+  State s;
+  s.step = j.at("step");
+  s.best_step = j.at("best_step");
+  s.best_val = j.at("best_val").is_null() ? INFINITY : j.at("best_val").get<double>();
+  s.lr_factor = j.at("lr_factor");
+  s.rollbacks = j.at("rollbacks");
+  s.initial_variance = j.at("initial_variance");
+  s.best_dir = j.at("best_dir");
+  return s;
+}
+
+std::vector<at::Tensor> rows(const std::vector<at::Tensor>& features, const at::Tensor& index) {
+  std::vector<at::Tensor> out(features.size());
+  for (size_t i = 0; i < features.size(); ++i)
+    if (features[i].defined()) out[i] = features[i].index_select(0, index);
+  return out;
+}
+
+// Weighted sum of the composition's losses that apply to `task`'s head.
+at::Tensor task_loss(ComposedSystem& sys, const TaskData& task, const ForwardResult& r, const at::Tensor& labels,
+                     int64_t step) {
+  at::Tensor total = torch::zeros({});
+  for (const auto& slot : sys.losses()) {
+    if (!slot.spec.head.empty() && slot.spec.head != task.head) continue;
+    LossInput in;
+    in.prediction = r.heads.at(task.head);
+    in.target = labels;
+    in.router_logits = r.logits;
+    in.router_weights = r.weights;
+    for (const auto& term : slot.loss->forward(in)) total = total + slot.weight_at(step) * term.value;
+  }
+  return total;
+}
+
+struct Validation {
+  double loss = 0, variance = 0;
+  std::map<std::string, double> accuracy;
+};
+
+Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int64_t step) {
+  torch::NoGradGuard no_grad;
+  Validation v;
+  double var_sum = 0;
+  for (const auto& task : data) {
+    const int64_t n = task.val_labels.size(0);
+    double loss = 0, correct = 0;
+    std::vector<at::Tensor> shared;
+    for (int64_t b = 0; b < n; b += 2048) {
+      const int64_t m = std::min<int64_t>(2048, n - b);
+      auto index = torch::arange(b, b + m);
+      auto r = sys.fuse(rows(task.val, index));
+      auto labels = task.val_labels.narrow(0, b, m);
+      loss += task_loss(sys, task, r, labels, step).item<double>() * double(m);
+      correct += (r.heads.at(task.head).argmax(1) == labels).sum().item<double>();
+      shared.push_back(r.shared);
+    }
+    v.loss += loss / double(n);
+    v.accuracy[task.task] = correct / double(n);
+    var_sum += torch::cat(shared).var(0).mean().item<double>();
+  }
+  v.loss /= double(data.size());
+  v.variance = var_sum / double(data.size());
+  return v;
+}
+
+}  // namespace
+
+std::vector<TaskData> load_task_data(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store) {
+  std::vector<TaskData> out;
+  for (const auto& head : comp.heads) {
+    const auto& task = comp.tasks.at(head.task);
+    TaskData td;
+    td.task = head.task;
+    td.head = head.name;
+    for (const std::string split : {"train", "val"}) {
+      const auto data = load_dataset(data_root(comp), task.dataset, split);
+      auto& features = split == "train" ? td.train : td.val;
+      (split == "train" ? td.train_labels : td.val_labels) = data.labels;
+      for (const auto& slot : sys.teachers()) {
+        if (to_string(slot.teacher->modality()) != data.modality) {
+          features.emplace_back();
+          continue;
+        }
+        const cache::EntryKey key{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, split};
+        auto m = store.find(key);
+        if (!m || !m->complete)
+          throw TrainingError("no cached features of teacher '" + slot.name + "' for " + task.dataset + "/" + split +
+                              ": run `nexus cache build` first");
+        features.push_back(store.load(*m));
+      }
+    }
+    out.push_back(std::move(td));
+  }
+  return out;
+}
+
+TrainResult train(const config::Composition& comp, ComposedSystem& sys, const std::vector<TaskData>& data,
+                  const TrainOptions& options) {
+  if (data.empty()) throw TrainingError("nothing to train: the composition has no heads with data");
+  const auto& cfg = comp.trainer;
+  const fs::path run_dir = options.run_dir;
+  fs::create_directories(run_dir);
+  // The global generator (initialisation, dropout) is seeded by whoever built the system, before
+  // building it; batches come from a generator of their own so they do not depend on it.
+  auto sampler = at::detail::createCPUGenerator(uint64_t(cfg.seed) + 1);
+
+  std::vector<torch::Tensor> params;
+  for (const auto& [name, module] : sys.trainable_modules())
+    for (auto& p : module->parameters()) params.push_back(p);
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay));
+  Trainables t{sys, optimizer, sampler};
+
+  State s;
+  TrainResult result;
+  const auto latest_file = run_dir / "checkpoints" / "latest";
+  if (options.resume && fs::exists(latest_file)) {
+    std::ifstream in(latest_file);
+    std::string name;
+    in >> name;
+    s = load_checkpoint(run_dir / "checkpoints" / name, t);
+    result.resumed = true;
+    spdlog::info("resuming {} at step {}", run_dir.string(), s.step);
+  } else {
+    if (fs::exists(latest_file))
+      throw TrainingError("run folder " + run_dir.string() + " already has checkpoints: use --resume, or another folder");
+    const auto v = validate(sys, data, 0);
+    s.initial_variance = v.variance;
+    s.best_val = v.loss;
+    s.best_dir = "step-00000000";
+    save_checkpoint(run_dir, t, s);
+  }
+
+  std::ofstream metrics(run_dir / "metrics.jsonl", std::ios::app);
+  auto log = [&](const nlohmann::json& j) { metrics << j.dump() << "\n" << std::flush; };
+  auto lr_at = [&](int64_t step) {
+    const double warm = cfg.warmup_steps > 0 && step < cfg.warmup_steps ? double(step + 1) / double(cfg.warmup_steps) : 1.0;
+    const int64_t decay_steps = std::max<int64_t>(1, cfg.steps - cfg.warmup_steps);
+    const double progress = std::clamp(double(step - cfg.warmup_steps) / double(decay_steps), 0.0, 1.0);
+    const double cosine = step < cfg.warmup_steps ? 1.0 : 0.5 * (1.0 + std::cos(M_PI * progress));
+    return cfg.lr * s.lr_factor * warm * cosine;
+  };
+  auto roll_back = [&](const std::string& why) {
+    if (++s.rollbacks > options.max_rollbacks)
+      throw TrainingError("training diverged: " + why + "; gave up after " + std::to_string(options.max_rollbacks) +
+                          " rollbacks (lower trainer.lr or check the data)");
+    const int rollbacks = s.rollbacks;
+    const int64_t step = s.step;
+    const double factor = s.lr_factor * 0.5;
+    s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
+    s.rollbacks = rollbacks;
+    s.step = step;  // the schedule goes on; the weights and optimizer go back
+    s.lr_factor = factor;
+    spdlog::warn("step {}: {}; rolled back to {} and halved the learning rate", step, why, s.best_dir);
+    log({{"step", step}, {"rollback", why}, {"to", s.best_dir}, {"lr_factor", factor}});
+  };
+
+  ProgressLine progress("train", cfg.steps, "steps");
+  const int64_t start = s.step;
+  const int64_t log_every = std::max<int64_t>(1, cfg.steps / 50);
+  while (s.step < cfg.steps) {
+    const auto& task = data[size_t(s.step % int64_t(data.size()))];
+    sys.router()->train();
+    auto index = torch::randint(task.train_labels.size(0), {cfg.batch_size}, sampler, torch::kLong);
+    for (const auto& [name, module] : sys.trainable_modules()) module->train();
+    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_at(s.step));
+    optimizer.zero_grad();
+    auto r = sys.fuse(rows(task.train, index));
+    auto loss = task_loss(sys, task, r, task.train_labels.index_select(0, index), s.step);
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      roll_back("loss is " + std::to_string(loss_value) + " on task '" + task.task + "'");
+      ++s.step;
+      continue;
+    }
+    loss.backward();
+    const double grad_norm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(params, cfg.grad_clip) : 0.0;
+    if (!std::isfinite(grad_norm)) {
+      roll_back("gradient norm is " + std::to_string(grad_norm));
+      ++s.step;
+      continue;
+    }
+    optimizer.step();
+    ++s.step;
+    if (s.step % log_every == 0) log({{"step", s.step}, {"task", task.task}, {"loss", loss_value}, {"lr", lr_at(s.step - 1)}});
+    if (options.progress) progress.update(s.step, s.step - start);
+
+    if (s.step % cfg.validate_every == 0 || s.step == cfg.steps) {
+      for (const auto& [name, module] : sys.trainable_modules()) module->eval();
+      const auto v = validate(sys, data, s.step);
+      log({{"step", s.step}, {"val_loss", v.loss}, {"val_accuracy", v.accuracy}, {"shared_variance", v.variance}});
+      if (v.variance < options.collapse_ratio * s.initial_variance)
+        throw TrainingError("the shared space collapsed at step " + std::to_string(s.step) + ": its variance is " +
+                            std::to_string(v.variance) + ", was " + std::to_string(s.initial_variance) +
+                            " at the start (anchor the towers: task labels, a reconstruction term, or a lower lr)");
+      if (!std::isfinite(v.loss) || v.loss > options.rollback_tolerance * s.best_val) {
+        roll_back("validation loss " + std::to_string(v.loss) + " > " + std::to_string(options.rollback_tolerance) +
+                  " x best " + std::to_string(s.best_val));
+        continue;
+      }
+      if (v.loss < s.best_val) {
+        s.best_val = v.loss;
+        s.best_step = s.step;
+        char name[32];
+        std::snprintf(name, sizeof name, "step-%08lld", (long long)s.step);
+        s.best_dir = name;
+      }
+      save_checkpoint(run_dir, t, s);
+    }
+  }
+  progress.finish();
+  // The run's result is its best checkpoint.
+  const int rollbacks = s.rollbacks;
+  s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
+  write_text_atomically(run_dir / "checkpoints" / "best", s.best_dir);
+  for (const auto& [name, module] : sys.trainable_modules()) module->eval();
+  const auto v = validate(sys, data, cfg.steps);
+  result.steps = cfg.steps;
+  result.best_step = s.best_step;
+  result.best_val_loss = v.loss;
+  result.rollbacks = rollbacks;
+  result.val_accuracy = v.accuracy;
+  result.shared_variance = v.variance;
+  return result;
+}
+
+}  // namespace nexus
