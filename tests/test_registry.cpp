@@ -29,7 +29,8 @@ TEST_CASE("every built-in plugin probes ok, each from its own library") {
   auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
   std::map<std::string, std::string> expected = {{"linear", "tower"},   {"mlp", "tower"},    {"softmax", "router"},
                                                  {"topk", "router"},    {"mse", "loss"},     {"cosine", "loss"},
-                                                 {"cross_entropy", "loss"}, {"torchscript", "teacher"}};
+                                                 {"cross_entropy", "loss"}, {"torchscript", "teacher"},
+                                                 {"hf_encoder", "teacher"}};
   std::set<std::string> libs;
   for (const auto& [name, kind] : expected) {
     const auto* c = reg.find(kind, name);
@@ -38,8 +39,8 @@ TEST_CASE("every built-in plugin probes ok, each from its own library") {
     CHECK(c->reason.empty());
     libs.insert(c->library);
   }
-  CHECK(libs.size() == 4);
-  CHECK(reg.libraries().size() == 4);
+  CHECK(libs.size() == 5);
+  CHECK(reg.libraries().size() == 5);
 }
 
 TEST_CASE("broken plugins are listed with exact reasons and the host keeps working") {
