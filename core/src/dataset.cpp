@@ -94,12 +94,18 @@ DatasetSplit load_dataset(const std::string& root, const std::string& dataset, c
     int64_t n = 0;
     while (std::getline(in, line)) {
       ++n;
+      if (n == 1 && line.rfind("text\tlabel", 0) == 0) continue;  // header row
       const auto a = line.find('\t');
       const auto b = a == std::string::npos ? a : line.find('\t', a + 1);
+      const auto where = (dir / (split + ".tsv")).string() + ":" + std::to_string(n);
       if (a == std::string::npos || b == std::string::npos)
-        throw DatasetError(dataset + "/" + split + ".tsv:" + std::to_string(n) + ": expected text<TAB>label<TAB>id");
+        throw DatasetError(where + ": expected text<TAB>label<TAB>id" + kRebuild);
+      const auto label = line.substr(a + 1, b - a - 1);
+      char* end = nullptr;
+      const long long value = std::strtoll(label.c_str(), &end, 10);
+      if (label.empty() || *end != '\0') throw DatasetError(where + ": label '" + label + "' is not a class index" + kRebuild);
       d.texts.push_back(line.substr(0, a));
-      labels.push_back(std::stoll(line.substr(a + 1, b - a - 1)));
+      labels.push_back(value);
     }
     d.labels = torch::tensor(labels, torch::kLong);
   }
