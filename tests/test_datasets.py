@@ -2,7 +2,7 @@
 """Tests for scripts/build_datasets.py on the real Debian packages.
 
 Plain unittest (no pytest):  python3 tests/test_datasets.py
-Needs the packages from scripts/install-data-deps.sh.  Without them the tests are
+Needs the packages from scripts/install-deps.sh.  Without them the tests are
 skipped, unless NEXUS_REQUIRE_DATA=1 is set, in which case they fail.
 """
 
@@ -70,7 +70,7 @@ def read_idx(path):
 
 _missing = packages_missing()
 if _missing and os.environ.get("NEXUS_REQUIRE_DATA") != "1":
-    raise unittest.SkipTest("Debian packages missing: %s (run scripts/install-data-deps.sh)"
+    raise unittest.SkipTest("Debian packages missing: %s (run scripts/install-deps.sh)"
                             % ", ".join(_missing))
 
 
@@ -79,7 +79,7 @@ class BuildDatasetsTest(unittest.TestCase):
     def setUpClass(cls):
         if _missing:
             raise AssertionError("Debian packages missing: %s (run "
-                                 "scripts/install-data-deps.sh)" % ", ".join(_missing))
+                                 "scripts/install-deps.sh)" % ", ".join(_missing))
         cls.tmp = tempfile.mkdtemp(prefix="nexus-datasets-test-")
         cls.out = os.path.join(cls.tmp, "data")
         r = run_builder(cls.out)

@@ -40,7 +40,7 @@ std::string feature_cache_root(const std::string& given) {
 }
 
 int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
-  bool json = false, help = false, dry_run = false, fp16 = false;
+  bool json = false, dry_run = false, fp16 = false;
   std::string action, root, file, splits = "train,val,test";
   std::vector<std::string> overrides;
   int64_t batch = 64;
@@ -56,20 +56,8 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
       ("fp16", po::bool_switch(&fp16), "build: store features as fp16 (half the disk and memory)")
       ("batch", po::value(&batch)->default_value(batch), "build: inputs per teacher call")
       ("set", po::value(&overrides)->composing(), "build: override a composition value (repeatable)")
-      ("json", po::bool_switch(&json), "machine-readable output")("help,h", po::bool_switch(&help), "show this help");
-  po::options_description hidden;
-  hidden.add_options()("action", po::value(&action))("file", po::value(&file));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("action", 1).add("file", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
-  if (help) {
-    std::cout << opts;
-    return kOk;
-  }
+      ("json", po::bool_switch(&json), "machine-readable output");
+  if (!parse_command(args, opts, {{"action", &action}, {"file", &file}})) return kOk;
   cache::FeatureCache store(feature_cache_root(root));
   if (action == "build") {
     if (file.empty()) throw UsageError("cache build needs a composition FILE");

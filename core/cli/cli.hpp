@@ -1,6 +1,8 @@
 // Shared pieces of the `nexus` command line.
 #pragma once
 
+#include <boost/program_options/options_description.hpp>
+
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +26,12 @@ struct Globals {
 };
 
 registry::Registry scanned_registry(const Globals& g);
+
+// Parses one command's arguments: the options in `visible` (plus --help) and, in order, the
+// positional arguments bound to `positionals` (hidden from the help). Prints the help and returns
+// false when --help was given.
+bool parse_command(const std::vector<std::string>& args, boost::program_options::options_description& visible,
+                   const std::vector<std::pair<std::string, std::string*>>& positionals);
 
 int cmd_plugins(const Globals& g, const std::vector<std::string>& args);
 int cmd_validate(const Globals& g, const std::vector<std::string>& args);

@@ -1,4 +1,7 @@
+#include <boost/program_options.hpp>
+
 #include <cstdlib>
+#include <iostream>
 
 #include "cli.hpp"
 
@@ -12,6 +15,26 @@ registry::Registry scanned_registry(const Globals& g) {
   registry::Registry r(o);
   r.scan();
   return r;
+}
+
+bool parse_command(const std::vector<std::string>& args, boost::program_options::options_description& visible,
+                   const std::vector<std::pair<std::string, std::string*>>& positionals) {
+  namespace po = boost::program_options;
+  bool help = false;
+  visible.add_options()("help,h", po::bool_switch(&help), "show this help");
+  po::options_description hidden;
+  po::positional_options_description pos;
+  for (const auto& [name, target] : positionals) {
+    hidden.add_options()(name.c_str(), po::value(target));
+    pos.add(name.c_str(), 1);
+  }
+  po::options_description all;
+  all.add(visible).add(hidden);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (help) std::cout << visible;
+  return !help;
 }
 
 }  // namespace nexus::cli

@@ -25,24 +25,11 @@ struct ComposeArgs {
 
 // Parses FILE [--set k=v]... [--json]; returns false if --help was printed.
 bool parse(const std::string& usage, const std::vector<std::string>& args, ComposeArgs& a, bool with_batch) {
-  bool help = false;
   po::options_description opts(usage + "\n\nOptions");
   opts.add_options()("set", po::value(&a.overrides)->composing(), "override a value, e.g. --set trainer.lr=1e-3 (repeatable)")
-      ("json", po::bool_switch(&a.json), "machine-readable output")("help,h", po::bool_switch(&help), "show this help");
+      ("json", po::bool_switch(&a.json), "machine-readable output");
   if (with_batch) opts.add_options()("batch", po::value(&a.batch)->default_value(4), "example batch size");
-  po::options_description hidden;
-  hidden.add_options()("file", po::value(&a.file));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("file", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
-  if (help) {
-    std::cout << opts;
-    return false;
-  }
+  if (!parse_command(args, opts, {{"file", &a.file}})) return false;
   if (a.file.empty()) throw UsageError("missing composition FILE");
   return true;
 }

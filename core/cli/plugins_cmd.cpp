@@ -79,23 +79,11 @@ int info(const registry::Registry& reg, const std::string& name, bool json) {
 }  // namespace
 
 int cmd_plugins(const Globals& g, const std::vector<std::string>& args) {
-  bool json = false, help = false;
+  bool json = false;
   std::string action, name;
   po::options_description opts("Usage: nexus plugins list [--json] | nexus plugins info NAME [--json]\n\nOptions");
-  opts.add_options()("json", po::bool_switch(&json), "machine-readable output")("help,h", po::bool_switch(&help), "show this help");
-  po::options_description hidden;
-  hidden.add_options()("action", po::value(&action))("name", po::value(&name));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("action", 1).add("name", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
-  if (help) {
-    std::cout << opts;
-    return kOk;
-  }
+  opts.add_options()("json", po::bool_switch(&json), "machine-readable output");
+  if (!parse_command(args, opts, {{"action", &action}, {"name", &name}})) return kOk;
   if (action == "list") return list(scanned_registry(g), json);
   if (action == "info") {
     if (name.empty()) throw UsageError("plugins info needs a component NAME");

@@ -33,7 +33,7 @@ std::string weights_digest(const ComposedSystem& sys) {
 }
 
 int cmd_train(const Globals& g, const std::vector<std::string>& args) {
-  bool json = false, help = false, resume = false, fp16 = false;
+  bool json = false, resume = false, fp16 = false;
   std::string file, run_dir, cache_root;
   std::vector<std::string> overrides;
   po::options_description opts("Usage: nexus train FILE --run DIR [--resume] [--set key=value]... [--json]\n\nOptions");
@@ -42,20 +42,8 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("set", po::value(&overrides)->composing(), "override a composition value (repeatable)")
       ("cache", po::value(&cache_root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
       ("fp16", po::bool_switch(&fp16), "cache features as fp16")
-      ("json", po::bool_switch(&json), "machine-readable summary on stdout")("help,h", po::bool_switch(&help), "show this help");
-  po::options_description hidden;
-  hidden.add_options()("file", po::value(&file));
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("file", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
-  if (help) {
-    std::cout << opts;
-    return kOk;
-  }
+      ("json", po::bool_switch(&json), "machine-readable summary on stdout");
+  if (!parse_command(args, opts, {{"file", &file}})) return kOk;
   if (file.empty()) throw UsageError("train needs a composition FILE");
   const auto reg = scanned_registry(g);
   const auto comp = config::load_composition(file, overrides, plugin_catalog(reg));
