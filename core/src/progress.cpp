@@ -1,6 +1,5 @@
 #include "nexus/core/progress.hpp"
 
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -31,7 +30,8 @@ void ProgressLine::update(int64_t done, int64_t fresh) {
     std::fprintf(stderr, "\r\033[K%s", render(done, fresh).c_str());
     std::fflush(stderr);
   } else if (now - last_print_ > std::chrono::seconds(5)) {
-    spdlog::info("{}", render(done, fresh));
+    // Not through the logger: progress must show at the default log level, in pipes and CI logs.
+    std::fprintf(stderr, "%s\n", render(done, fresh).c_str());
     last_print_ = now;
   }
 }
