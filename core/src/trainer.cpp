@@ -149,8 +149,14 @@ struct Validation {
   std::map<std::string, double> accuracy;
 };
 
+void set_training(ComposedSystem& sys, bool on) {
+  for (const auto& [name, module] : sys.trainable_modules()) module->train(on);
+}
+
+// Evaluates in eval mode (no dropout) and leaves the modules in training mode.
 Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int64_t step) {
   torch::NoGradGuard no_grad;
+  set_training(sys, false);
   Validation v;
   double var_sum = 0;
   for (const auto& task : data) {
@@ -172,6 +178,7 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int6
   }
   v.loss /= double(data.size());
   v.variance = var_sum / double(data.size());
+  set_training(sys, true);
   return v;
 }
 
@@ -266,14 +273,13 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     log({{"step", step}, {"rollback", why}, {"to", s.best_dir}, {"lr_factor", factor}});
   };
 
+  set_training(sys, true);
   ProgressLine progress("train", cfg.steps, "steps");
   const int64_t start = s.step;
   const int64_t log_every = std::max<int64_t>(1, cfg.steps / 50);
   while (s.step < cfg.steps) {
     const auto& task = data[size_t(s.step % int64_t(data.size()))];
-    sys.router()->train();
     auto index = torch::randint(task.train_labels.size(0), {cfg.batch_size}, sampler, torch::kLong);
-    for (const auto& [name, module] : sys.trainable_modules()) module->train();
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_at(s.step));
     optimizer.zero_grad();
     auto r = sys.fuse(rows(task.train, index));
@@ -297,7 +303,6 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     if (options.progress) progress.update(s.step, s.step - start);
 
     if (s.step % cfg.validate_every == 0 || s.step == cfg.steps) {
-      for (const auto& [name, module] : sys.trainable_modules()) module->eval();
       const auto v = validate(sys, data, s.step);
       log({{"step", s.step}, {"val_loss", v.loss}, {"val_accuracy", v.accuracy}, {"shared_variance", v.variance}});
       if (v.variance < options.collapse_ratio * s.initial_variance)
@@ -324,8 +329,8 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   const int rollbacks = s.rollbacks;
   s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
   write_text_atomically(run_dir / "checkpoints" / "best", s.best_dir);
-  for (const auto& [name, module] : sys.trainable_modules()) module->eval();
   const auto v = validate(sys, data, cfg.steps);
+  set_training(sys, false);  // the trained system is handed back ready for inference
   result.steps = cfg.steps;
   result.best_step = s.best_step;
   result.best_val_loss = v.loss;
