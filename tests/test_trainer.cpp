@@ -108,3 +108,40 @@ TEST_CASE("a collapsing shared space is caught") {
     CHECK(std::string(e.what()).find("the shared space collapsed at step") != std::string::npos);
   }
 }
+
+TEST_CASE("early stopping: patience validations without improvement end the run at its best checkpoint") {
+  // Labels that are pure noise: validation loss can only get worse once the heads memorise.
+  Fixture f({"trainer.patience=2", "trainer.steps=2000", "trainer.lr=0.05"});
+  auto gen = at::detail::createCPUGenerator(5);
+  f.data.train_labels = torch::randint(3, {192}, gen, torch::kLong);
+  f.data.val_labels = torch::randint(3, {64}, gen, torch::kLong);
+  auto opts = f.options("run");
+  opts.max_rollbacks = 1000;
+  auto r = train(f.comp, *f.sys, {f.data}, opts);
+  CHECK(r.stopped_early);
+  CHECK(r.steps < 2000);
+  CHECK(r.steps - r.best_step <= 2 * 20);  // stopped within `patience` validations of the best
+  const auto metrics = read_text(f.dir.path / "run" / "metrics.jsonl");
+  CHECK(metrics.find("\"early_stop\":true") != std::string::npos);
+  // Without patience the same run goes the distance.
+  Fixture g({"trainer.steps=300", "trainer.lr=0.05"});
+  g.data.train_labels = f.data.train_labels;
+  g.data.val_labels = f.data.val_labels;
+  auto all = g.options("all");
+  all.max_rollbacks = 1000;
+  auto full = train(g.comp, *g.sys, {g.data}, all);
+  CHECK_FALSE(full.stopped_early);
+  CHECK(full.steps == 300);
+}
+
+TEST_CASE("feature statistics are fit on the training data and saved with the checkpoint") {
+  Fixture f;
+  f.data.train[1] = f.data.train[1] * 50.0 + 7.0;  // a teacher on a very different scale
+  f.data.val[1] = f.data.val[1] * 50.0 + 7.0;
+  train(f.comp, *f.sys, {f.data}, f.options("run"));
+  const auto& norm = f.sys->teachers()[1].norm;
+  CHECK(torch::allclose(norm->mean, f.data.train[1].mean(0), 1e-4, 1e-4));  // the training rows', not val's
+  CHECK(norm->forward(f.data.train[1]).std().item<double>() == doctest::Approx(1.0).epsilon(0.05));
+  const auto best = f.dir.path / "run" / "checkpoints" / read_text(f.dir.path / "run" / "checkpoints" / "best");
+  CHECK(fs::exists(best / "norm.b.pt"));
+}

@@ -43,7 +43,7 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
   bool json = false, dry_run = false, fp16 = false;
   std::string action, root, file, splits = "train,val,test";
   std::vector<std::string> overrides;
-  int64_t batch = 64;
+  int64_t batch = 512;
   po::options_description opts(
       "Usage: nexus cache build FILE [--split S,...] [--fp16] | nexus cache ls|verify|gc [--cache DIR] [--json]\n"
       "  build   compute and store the features of every teacher of composition FILE on its task data\n"
@@ -85,9 +85,9 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
     for (const auto& r : results) {
       out.push_back({{"teacher", r.teacher}, {"task", r.task}, {"dataset", r.dataset}, {"split", r.split},
                      {"rows", r.manifest.rows}, {"width", r.manifest.width}, {"computed_rows", r.computed_rows},
-                     {"seconds", r.seconds}, {"key", r.manifest.key}});
+                     {"seconds", r.seconds}, {"key", r.manifest.key}, {"dir", r.manifest.dir}});
       if (!json)
-        std::cout << std::left << std::setw(16) << r.teacher << std::setw(24) << r.dataset + "/" + r.split << std::setw(8)
+        std::cout << std::left << std::setw(16) << r.teacher << std::setw(36) << r.dataset + "/" + r.split + " " << std::setw(8)
                   << r.manifest.rows << (r.computed_rows ? "computed " + std::to_string(r.computed_rows) + " rows in " + seconds(r.seconds)
                                                          : std::string("cached")) << "\n";
     }

@@ -7,7 +7,19 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "nexus/registry/registry.hpp"
+
+namespace nexus {
+class ComposedSystem;
+namespace config {
+struct Composition;
+}
+namespace cache {
+class FeatureCache;
+}
+}  // namespace nexus
 
 namespace nexus::cli {
 
@@ -38,6 +50,17 @@ int cmd_validate(const Globals& g, const std::vector<std::string>& args);
 int cmd_forward(const Globals& g, const std::vector<std::string>& args);
 int cmd_cache(const Globals& g, const std::vector<std::string>& args);
 int cmd_train(const Globals& g, const std::vector<std::string>& args);
+int cmd_eval(const Globals& g, const std::vector<std::string>& args);
+
+// RUN/run.json: which composition (absolute path, content hash) and overrides made the run, so
+// later commands (eval, add-teacher, serve) rebuild the same system.
+void write_run_info(const std::string& run_dir, const std::string& composition_file,
+                    const std::vector<std::string>& overrides);
+
+// Evaluates the system (weights loaded) on the test splits, writes RUN/eval.json and RUN/probes/,
+// prints the retention table unless `json`; returns kRuntimeFailure when a contract is violated.
+int evaluate_and_report(const config::Composition& composition, ComposedSystem& system, cache::FeatureCache& store,
+                        const std::string& run_dir, bool json, nlohmann::json* json_out);
 
 // The feature cache folder: `given`, else $NEXUS_CACHE_DIR/features (default ~/.cache/nexus/features).
 std::string feature_cache_root(const std::string& given);

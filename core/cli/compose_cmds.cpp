@@ -76,7 +76,12 @@ int cmd_forward(const Globals& g, const std::vector<std::string>& args) {
     const std::string modality = to_string(slot.teacher->modality());
     if (!done.insert(modality).second) continue;
     // One example batch per modality, made by the first teacher that takes it.
-    auto result = sys.forward(slot.teacher->example_input(a.batch), modality);
+    // A task-conditioned router needs a task: the first one whose head reads this modality's data.
+    std::string task;
+    for (const auto& h : comp.heads)
+      if (task.empty() && comp.tasks.count(h.task) && comp.tasks.at(h.task).modality == modality) task = h.task;
+    if (task.empty() && !sys.router_contexts().empty() && comp.router.condition == "task") task = sys.router_contexts().front();
+    auto result = sys.forward(slot.teacher->example_input(a.batch), modality, task);
     nlohmann::json heads;
     for (const auto& [name, t] : result.heads) heads[name] = {t.size(0), t.size(1)};
     auto mean_w = result.weights.mean(0).contiguous();

@@ -22,7 +22,8 @@ const char* kCommands =
     "  validate FILE        check a composition without running it\n"
     "  forward FILE         build a composition and run one forward pass\n"
     "  cache build|ls|verify|gc  fill, inspect, check and clean the teacher feature cache\n"
-    "  train FILE           cache features, then train towers, router and heads\n"
+    "  train FILE           cache features, train towers, router and heads, then evaluate\n"
+    "  eval RUN             score a run against its teachers' own probes (retention)\n"
     "  version              print the version and plugin ABI\n"
     "Run `nexus COMMAND --help` for a command's options.\n";
 
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
     if (command == "forward") return cmd_forward(g, rest);
     if (command == "cache") return cmd_cache(g, rest);
     if (command == "train") return cmd_train(g, rest);
+    if (command == "eval") return cmd_eval(g, rest);
     if (command == "version") {
       std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
       return kOk;

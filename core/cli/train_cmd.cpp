@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -20,7 +21,7 @@ namespace po = boost::program_options;
 
 namespace nexus::cli {
 
-// sha256 over every trainable parameter, in a fixed order: equal digests = bitwise equal weights.
+// sha256 over every trainable parameter and buffer (feature statistics), in a fixed order: equal digests = bitwise equal weights.
 std::string weights_digest(const ComposedSystem& sys) {
   Sha256 h;
   for (const auto& [name, module] : sys.trainable_modules())
@@ -29,11 +30,17 @@ std::string weights_digest(const ComposedSystem& sys) {
       h.update(name + "." + item.key());
       h.update(c.data_ptr(), size_t(c.nbytes()));
     }
+  for (const auto& [name, module] : sys.trainable_modules())
+    for (const auto& item : module->named_buffers()) {
+      auto c = item.value().detach().contiguous().to(torch::kCPU);
+      h.update(name + "." + item.key());
+      h.update(c.data_ptr(), size_t(c.nbytes()));
+    }
   return h.hex();
 }
 
 int cmd_train(const Globals& g, const std::vector<std::string>& args) {
-  bool json = false, resume = false, fp16 = false;
+  bool json = false, resume = false, fp16 = false, no_eval = false;
   std::string file, run_dir, cache_root;
   std::vector<std::string> overrides;
   po::options_description opts("Usage: nexus train FILE --run DIR [--resume] [--set key=value]... [--json]\n\nOptions");
@@ -42,6 +49,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("set", po::value(&overrides)->composing(), "override a composition value (repeatable)")
       ("cache", po::value(&cache_root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
       ("fp16", po::bool_switch(&fp16), "cache features as fp16")
+      ("no-eval", po::bool_switch(&no_eval), "skip the evaluation (probes, retention) after training")
       ("json", po::bool_switch(&json), "machine-readable summary on stdout");
   if (!parse_command(args, opts, {{"file", &file}})) return kOk;
   if (file.empty()) throw UsageError("train needs a composition FILE");
@@ -56,19 +64,34 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
 
   cache::FeatureCache store(feature_cache_root(cache_root));
   CachingOptions co;
-  co.splits = {"train", "val"};
+  if (no_eval) co.splits = {"train", "val"};  // else the test split too, for the evaluation
   co.dtype = fp16 ? cache::DType::F16 : cache::DType::F32;
   co.progress = !json;
   for (const auto& r : cache_features(comp, sys, store, co))
     spdlog::info("features {} {}/{}: {}", r.teacher, r.dataset, r.split, r.computed_rows ? "computed" : "cached");
   const auto data = load_task_data(comp, sys, store);
 
+  if (!resume || !std::filesystem::exists(std::filesystem::path(run_dir) / "run.json"))
+    write_run_info(run_dir, file, overrides);
   TrainOptions to;
   to.run_dir = run_dir;
   to.resume = resume;
   to.progress = !json;
   const auto result = train(comp, sys, data, to);
   const auto digest = weights_digest(sys);
+  nlohmann::json eval_json;
+  int rc = kOk;
+  if (!json) {
+    std::cout << "trained " << comp.name << " for " << result.steps << " steps (best at step " << result.best_step
+              << ", " << result.rollbacks << " rollbacks" << (result.stopped_early ? ", stopped early" : "") << ") -> "
+              << run_dir << "\n";
+    for (const auto& [task, acc] : result.val_accuracy)
+      std::cout << "  " << std::left << std::setw(24) << task << "val accuracy " << std::fixed << std::setprecision(4) << acc << "\n";
+  }
+  if (!no_eval) {
+    if (!json) std::cout << "\nevaluation on the test splits (" << run_dir << "/eval.json):\n";
+    rc = evaluate_and_report(comp, sys, store, run_dir, json, &eval_json);
+  }
   if (json) {
     std::cout << nlohmann::json{{"run", run_dir},
                                 {"steps", result.steps},
@@ -77,17 +100,16 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
                                 {"val_accuracy", result.val_accuracy},
                                 {"rollbacks", result.rollbacks},
                                 {"resumed", result.resumed},
+                                {"stopped_early", result.stopped_early},
+                                {"step_seconds", result.step_seconds},
+                                {"samples_per_second", result.samples_per_second},
+                                {"eval", eval_json},
                                 {"shared_variance", result.shared_variance},
                                 {"weights_sha256", digest}}
                      .dump(2)
               << "\n";
-  } else {
-    std::cout << "trained " << comp.name << " for " << result.steps << " steps (best at step " << result.best_step
-              << ", " << result.rollbacks << " rollbacks) -> " << run_dir << "\n";
-    for (const auto& [task, acc] : result.val_accuracy)
-      std::cout << "  " << std::left << std::setw(24) << task << "val accuracy " << std::fixed << std::setprecision(4) << acc << "\n";
   }
-  return kOk;
+  return rc;
 }
 
 }  // namespace nexus::cli

@@ -18,19 +18,31 @@ std::string data_root(const config::Composition& comp) {
   return (fs::path(comp.source).parent_path() / comp.data_root).lexically_normal().string();
 }
 
+DatasetSplit load_task_split(const config::Composition& comp, const config::TaskSpec& task, const std::string& split) {
+  auto d = load_dataset(data_root(comp), task.dataset, split);
+  const auto it = task.params.find(split + "_rows");
+  if (it == task.params.end()) return d;
+  const int64_t n = std::stoll(it->second);  // validated as a positive integer by the config checker
+  if (n >= d.size()) return d;
+  d.labels = d.labels.narrow(0, 0, n).clone();
+  if (d.images.defined()) d.images = d.images.narrow(0, 0, n).clone();
+  if (!d.texts.empty()) d.texts.resize(size_t(n));
+  d.split = split + "[:" + std::to_string(n) + "]";
+  return d;
+}
+
 std::vector<CachedFeatures> cache_features(const config::Composition& comp, ComposedSystem& system,
                                            cache::FeatureCache& store, const CachingOptions& options) {
   std::vector<CachedFeatures> out;
-  const auto root = data_root(comp);
   for (const auto& [task_name, task] : comp.tasks) {
     for (const auto& split : options.splits) {
-      const auto data = load_dataset(root, task.dataset, split);
+      const auto data = load_task_split(comp, task, split);
       for (const auto& slot : system.teachers()) {
         if (to_string(slot.teacher->modality()) != data.modality) continue;
-        CachedFeatures r{slot.name, task_name, task.dataset, split, {}, 0, 0};
-        const cache::EntryKey key{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, split};
+        CachedFeatures r{slot.name, task_name, task.dataset, data.split, {}, 0, 0};
+        const cache::EntryKey key{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, data.split};
         const auto started = std::chrono::steady_clock::now();
-        ProgressLine progress("cache " + slot.name + " " + task.dataset + "/" + split, data.size());
+        ProgressLine progress("cache " + slot.name + " " + task.dataset + "/" + data.split, data.size());
         cache::BuildOptions build;
         build.dtype = options.dtype;
         build.shard_rows = std::max<int64_t>(options.batch_size, 4096 / options.batch_size * options.batch_size);

@@ -2,6 +2,7 @@
 
 #include <nexus/plugin_api.hpp>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "nexus/registry/registry.hpp"
@@ -81,6 +82,7 @@ ComposedSystem ComposedSystem::build(const config::Composition& comp, const regi
     if (!t.modality.empty() && t.modality != to_string(slot.teacher->modality()))
       throw located(t.loc, "teacher '" + t.name + "' declares modality " + t.modality + " but its plugin takes " +
                                to_string(slot.teacher->modality()));
+    slot.norm = FeatureNorm(width);
     auto wopts = plugin_options(t.tower, "tower", reg, base);
     declared_or(wopts, t.tower, "d_in", width, "the tower of teacher '" + t.name + "'");
     declared_or(wopts, t.tower, "d_out", comp.shared_dim, "the tower of teacher '" + t.name + "'");
@@ -94,7 +96,27 @@ ComposedSystem ComposedSystem::build(const config::Composition& comp, const regi
   if (sys.router_input_.rfind("teacher:", 0) == 0)
     for (const auto& s : sys.teachers_)
       if ("teacher:" + s.name == sys.router_input_) router_in = s.teacher->width();
+  sys.condition_ = comp.router.condition;
+  if (sys.condition_ == "task") {
+    for (const auto& h : comp.heads)
+      if (std::find(sys.contexts_.begin(), sys.contexts_.end(), h.task) == sys.contexts_.end()) sys.contexts_.push_back(h.task);
+  } else if (sys.condition_ == "modality") {
+    for (const auto& s : sys.teachers_) {
+      const auto m = to_string(s.teacher->modality());
+      if (std::find(sys.contexts_.begin(), sys.contexts_.end(), m) == sys.contexts_.end()) sys.contexts_.push_back(m);
+    }
+  }
+  router_in += int64_t(sys.contexts_.size());
   auto ropts = plugin_options(comp.router.router, "router", reg, base);
+  if (!sys.contexts_.empty()) {
+    // Routers that know about the context columns (e.g. `conditioned`) are told how many there
+    // are; any other router simply sees them as more input features.
+    const auto* rec = reg.find("router", comp.router.router.plugin, comp.router.router.version);
+    bool takes_context = false;
+    if (rec)
+      for (const auto& o : parse_option_schema(rec->options_schema)) takes_context = takes_context || o.name == "n_context";
+    if (takes_context) declared_or(ropts, comp.router.router, "n_context", int64_t(sys.contexts_.size()), "the router");
+  }
   declared_or(ropts, comp.router.router, "d_in", router_in, "the router");
   declared_or(ropts, comp.router.router, "n_experts", int64_t(sys.teachers_.size()), "the router");
   sys.router_ = creating(comp.router.router, "the router",
@@ -117,23 +139,50 @@ ComposedSystem ComposedSystem::build(const config::Composition& comp, const regi
   return sys;
 }
 
+FeatureNormImpl::FeatureNormImpl(int64_t width) {
+  mean = register_buffer("mean", torch::zeros({width}));
+  inv_std = register_buffer("inv_std", torch::ones({width}));
+}
+
+at::Tensor FeatureNormImpl::forward(const at::Tensor& x) const { return (x - mean) * inv_std; }
+
+void FeatureNormImpl::fit(const at::Tensor& features) {
+  torch::NoGradGuard no_grad;
+  auto f = features.to(torch::kFloat);
+  f = f.index_select(0, f.isfinite().all(1).nonzero().squeeze(1));  // a poisoned row must not poison the statistics
+  if (f.size(0) < 2) return;
+  const auto std = f.std(0, true);
+  mean.copy_(f.mean(0));
+  // A constant coordinate carries no information: leave it at scale 1 rather than blow it up.
+  inv_std.copy_((1.0 / std.clamp_min(1e-6)).masked_fill(std < 1e-6, 1.0));
+}
+
+void ComposedSystem::fit_feature_norms(const std::vector<std::vector<at::Tensor>>& per_teacher) {
+  for (size_t i = 0; i < teachers_.size() && i < per_teacher.size(); ++i) {
+    std::vector<at::Tensor> parts;
+    for (const auto& f : per_teacher[i])
+      if (f.defined() && f.size(0) > 1) parts.push_back(f);
+    if (!parts.empty()) teachers_[i].norm->fit(torch::cat(parts));
+  }
+}
+
 double LossSlot::weight_at(int64_t step) const {
   if (spec.warmup_steps <= 0 || step >= spec.warmup_steps) return spec.weight;
   const double t = double(step) / double(spec.warmup_steps);
   return spec.weight * (spec.start_factor + (1.0 - spec.start_factor) * t);
 }
 
-ForwardResult ComposedSystem::forward(const TeacherInput& batch, const std::string& modality) {
+ForwardResult ComposedSystem::forward(const TeacherInput& batch, const std::string& modality, const std::string& task) {
   std::vector<at::Tensor> features(teachers_.size());
   for (size_t i = 0; i < teachers_.size(); ++i)
     if (to_string(teachers_[i].teacher->modality()) == modality) features[i] = teachers_[i].teacher->encode(batch);
   bool any = false;
   for (const auto& f : features) any = any || f.defined();
   if (!any) throw std::invalid_argument("no teacher of this composition takes " + modality + " inputs");
-  return fuse(features);
+  return fuse(features, task);
 }
 
-ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features) {
+ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, const std::string& task) {
   const int64_t n = int64_t(teachers_.size());
   int64_t b = -1;
   for (const auto& f : features)
@@ -149,7 +198,7 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features) {
       projected[size_t(i)] = torch::zeros({b, shared_dim_});
       continue;
     }
-    projected[size_t(i)] = slot.tower->forward(features[size_t(i)]);
+    projected[size_t(i)] = slot.tower->forward(slot.norm->forward(features[size_t(i)]));
     available.select(1, i).fill_(true);
     r.ran.push_back(slot.name);
     if (router_input_ == "teacher:" + slot.name) router_features = features[size_t(i)];
@@ -157,9 +206,23 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features) {
   auto stacked = torch::stack(projected, 1);  // [B, N, D]
   if (!router_features.defined())
     router_features = stacked.sum(1) / available.sum(1, true).clamp_min(1).to(stacked.dtype());
+  if (!contexts_.empty()) {
+    std::string context = task;
+    if (condition_ == "modality")
+      for (int64_t i = 0; i < n; ++i)
+        if (features[size_t(i)].defined()) context = to_string(teachers_[size_t(i)].teacher->modality());
+    const auto it = std::find(contexts_.begin(), contexts_.end(), context);
+    if (it == contexts_.end())
+      throw std::invalid_argument("the router is conditioned on the " + condition_ + ", and '" + context +
+                                  "' is not one it was built for");
+    auto one_hot = torch::zeros({b, int64_t(contexts_.size())});
+    one_hot.select(1, it - contexts_.begin()).fill_(1.0);
+    router_features = torch::cat({router_features, one_hot}, 1);
+  }
   auto routing = router_->route(router_features, available);
   r.weights = routing.weights;
   r.logits = routing.logits;
+  r.selected = routing.selected.defined() ? routing.selected : routing.weights > 0;
   r.shared = (routing.weights.unsqueeze(2) * stacked).sum(1);
   for (auto& h : heads_) r.heads[h.name] = h.tower->forward(r.shared);
   return r;
@@ -167,6 +230,7 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features) {
 
 std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> ComposedSystem::trainable_modules() const {
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> out;
+  for (const auto& t : teachers_) out.emplace_back("norm." + t.name, t.norm.ptr());
   for (const auto& t : teachers_) out.emplace_back("tower." + t.name, t.tower);
   out.emplace_back("router", router_);
   for (const auto& h : heads_) out.emplace_back("head." + h.name, h.tower);

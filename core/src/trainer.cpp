@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -27,13 +28,16 @@ struct State {
   int64_t step = 0, best_step = 0;
   double best_val = INFINITY, lr_factor = 1.0, initial_variance = 0;
   int rollbacks = 0;
+  int64_t stale_validations = 0;  // validations since the best one, for early stopping
+  bool stopped_early = false;
   std::string best_dir;
 };
 
 nlohmann::json to_json(const State& s) {
   return {{"step", s.step},           {"best_step", s.best_step}, {"best_val", s.best_val},
           {"lr_factor", s.lr_factor}, {"rollbacks", s.rollbacks}, {"initial_variance", s.initial_variance},
-          {"best_dir", s.best_dir}};
+          {"best_dir", s.best_dir}, {"stale_validations", s.stale_validations},
+          {"stopped_early", s.stopped_early}};
 }
 
 void fsync_path(const fs::path& p, bool dir = false) {
@@ -118,6 +122,8 @@ State load_checkpoint(const fs::path& dir, Trainables& t) {
   s.rollbacks = j.at("rollbacks");
   s.initial_variance = j.at("initial_variance");
   s.best_dir = j.at("best_dir");
+  s.stale_validations = j.value("stale_validations", int64_t(0));
+  s.stopped_early = j.value("stopped_early", false);
   return s;
 }
 
@@ -139,6 +145,7 @@ at::Tensor task_loss(ComposedSystem& sys, const TaskData& task, const ForwardRes
     in.target = labels;
     in.router_logits = r.logits;
     in.router_weights = r.weights;
+    in.router_selected = r.selected;
     for (const auto& term : slot.loss->forward(in)) total = total + slot.weight_at(step) * term.value;
   }
   return total;
@@ -166,7 +173,7 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int6
     for (int64_t b = 0; b < n; b += 2048) {
       const int64_t m = std::min<int64_t>(2048, n - b);
       auto index = torch::arange(b, b + m);
-      auto r = sys.fuse(rows(task.val, index));
+      auto r = sys.fuse(rows(task.val, index), task.task);
       auto labels = task.val_labels.narrow(0, b, m);
       loss += task_loss(sys, task, r, labels, step).item<double>() * double(m);
       correct += (r.heads.at(task.head).argmax(1) == labels).sum().item<double>();
@@ -184,30 +191,41 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int6
 
 }  // namespace
 
+SplitFeatures load_split_features(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
+                                  const std::string& task_name, const std::string& split) {
+  const auto& task = comp.tasks.at(task_name);
+  const auto data = load_task_split(comp, task, split);
+  SplitFeatures out;
+  out.labels = data.labels;
+  out.dataset_id = data.dataset_id;
+  out.split = data.split;
+  for (const auto& slot : sys.teachers()) {
+    if (to_string(slot.teacher->modality()) != data.modality) {
+      out.features.emplace_back();
+      continue;
+    }
+    const cache::EntryKey key{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, data.split};
+    auto m = store.find(key);
+    if (!m || !m->complete)
+      throw TrainingError("no cached features of teacher '" + slot.name + "' for " + task.dataset + "/" + data.split +
+                          ": run `nexus cache build` first");
+    out.features.push_back(store.load(*m));
+  }
+  return out;
+}
+
 std::vector<TaskData> load_task_data(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store) {
   std::vector<TaskData> out;
   for (const auto& head : comp.heads) {
-    const auto& task = comp.tasks.at(head.task);
     TaskData td;
     td.task = head.task;
     td.head = head.name;
-    for (const std::string split : {"train", "val"}) {
-      const auto data = load_dataset(data_root(comp), task.dataset, split);
-      auto& features = split == "train" ? td.train : td.val;
-      (split == "train" ? td.train_labels : td.val_labels) = data.labels;
-      for (const auto& slot : sys.teachers()) {
-        if (to_string(slot.teacher->modality()) != data.modality) {
-          features.emplace_back();
-          continue;
-        }
-        const cache::EntryKey key{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, split};
-        auto m = store.find(key);
-        if (!m || !m->complete)
-          throw TrainingError("no cached features of teacher '" + slot.name + "' for " + task.dataset + "/" + split +
-                              ": run `nexus cache build` first");
-        features.push_back(store.load(*m));
-      }
-    }
+    auto train = load_split_features(comp, sys, store, head.task, "train");
+    auto val = load_split_features(comp, sys, store, head.task, "val");
+    td.train = std::move(train.features);
+    td.train_labels = train.labels;
+    td.val = std::move(val.features);
+    td.val_labels = val.labels;
     out.push_back(std::move(td));
   }
   return out;
@@ -242,6 +260,10 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   } else {
     if (fs::exists(latest_file))
       throw TrainingError("run folder " + run_dir.string() + " already has checkpoints: use --resume, or another folder");
+    std::vector<std::vector<at::Tensor>> per_teacher(sys.teachers().size());
+    for (const auto& task : data)
+      for (size_t i = 0; i < task.train.size() && i < per_teacher.size(); ++i) per_teacher[i].push_back(task.train[i]);
+    sys.fit_feature_norms(per_teacher);
     const auto v = validate(sys, data, 0);
     s.initial_variance = v.variance;
     s.best_val = v.loss;
@@ -263,10 +285,11 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
       throw TrainingError("training diverged: " + why + "; gave up after " + std::to_string(options.max_rollbacks) +
                           " rollbacks (lower trainer.lr or check the data)");
     const int rollbacks = s.rollbacks;
-    const int64_t step = s.step;
+    const int64_t step = s.step, stale = s.stale_validations;
     const double factor = s.lr_factor * 0.5;
     s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
     s.rollbacks = rollbacks;
+    s.stale_validations = stale;
     s.step = step;  // the schedule goes on; the weights and optimizer go back
     s.lr_factor = factor;
     spdlog::warn("step {}: {}; rolled back to {} and halved the learning rate", step, why, s.best_dir);
@@ -277,12 +300,15 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   ProgressLine progress("train", cfg.steps, "steps");
   const int64_t start = s.step;
   const int64_t log_every = std::max<int64_t>(1, cfg.steps / 50);
-  while (s.step < cfg.steps) {
+  double step_seconds = 0;  // time in the optimisation steps themselves, for throughput figures
+  int64_t steps_timed = 0;
+  while (s.step < cfg.steps && !s.stopped_early) {
+    const auto step_start = std::chrono::steady_clock::now();
     const auto& task = data[size_t(s.step % int64_t(data.size()))];
     auto index = torch::randint(task.train_labels.size(0), {cfg.batch_size}, sampler, torch::kLong);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_at(s.step));
     optimizer.zero_grad();
-    auto r = sys.fuse(rows(task.train, index));
+    auto r = sys.fuse(rows(task.train, index), task.task);
     auto loss = task_loss(sys, task, r, task.train_labels.index_select(0, index), s.step);
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
@@ -298,6 +324,8 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
       continue;
     }
     optimizer.step();
+    step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    ++steps_timed;
     ++s.step;
     if (s.step % log_every == 0) log({{"step", s.step}, {"task", task.task}, {"loss", loss_value}, {"lr", lr_at(s.step - 1)}});
     if (options.progress) progress.update(s.step, s.step - start);
@@ -312,14 +340,28 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
       if (!std::isfinite(v.loss) || v.loss > options.rollback_tolerance * s.best_val) {
         roll_back("validation loss " + std::to_string(v.loss) + " > " + std::to_string(options.rollback_tolerance) +
                   " x best " + std::to_string(s.best_val));
+        // A rollback is also a validation without improvement: overfitting ends in early stopping,
+        // not in "diverged" after max_rollbacks.
+        if (cfg.patience > 0 && ++s.stale_validations >= cfg.patience) {
+          s.stopped_early = true;
+          spdlog::info("step {}: no better validation loss for {} validations; stopping early (best at step {})", s.step,
+                       s.stale_validations, s.best_step);
+          log({{"step", s.step}, {"early_stop", true}, {"best_step", s.best_step}});
+        }
         continue;
       }
       if (v.loss < s.best_val) {
         s.best_val = v.loss;
         s.best_step = s.step;
+        s.stale_validations = 0;
         char name[32];
         std::snprintf(name, sizeof name, "step-%08lld", (long long)s.step);
         s.best_dir = name;
+      } else if (cfg.patience > 0 && ++s.stale_validations >= cfg.patience) {
+        s.stopped_early = true;
+        spdlog::info("step {}: no better validation loss for {} validations; stopping early (best at step {})", s.step,
+                     s.stale_validations, s.best_step);
+        log({{"step", s.step}, {"early_stop", true}, {"best_step", s.best_step}});
       }
       save_checkpoint(run_dir, t, s);
     }
@@ -327,11 +369,16 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   progress.finish();
   // The run's result is its best checkpoint.
   const int rollbacks = s.rollbacks;
+  const int64_t steps_done = s.step;
+  const bool stopped_early = s.stopped_early;
   s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
   write_text_atomically(run_dir / "checkpoints" / "best", s.best_dir);
   const auto v = validate(sys, data, cfg.steps);
   set_training(sys, false);  // the trained system is handed back ready for inference
-  result.steps = cfg.steps;
+  result.steps = steps_done;
+  result.stopped_early = stopped_early;
+  result.step_seconds = step_seconds;
+  result.samples_per_second = step_seconds > 0 ? double(steps_timed * cfg.batch_size) / step_seconds : 0.0;
   result.best_step = s.best_step;
   result.best_val_loss = v.loss;
   result.rollbacks = rollbacks;

@@ -1,5 +1,7 @@
 #include "bert.hpp"
 
+#include <cstdlib>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/torch.h>
@@ -222,7 +224,9 @@ void BertModelImpl::load_hf_state(const std::map<std::string, torch::Tensor>& te
 
 void BertModelImpl::prepare() {
   const auto device = word_->weight.device();
-  const bool use_mkldnn = device.is_cpu() && at::hasMKLDNN() && word_->weight.scalar_type() == torch::kFloat;
+  const char* env = std::getenv("NEXUS_HF_MKLDNN");
+  const bool use_mkldnn = device.is_cpu() && at::hasMKLDNN() && word_->weight.scalar_type() == torch::kFloat &&
+                          !(env && std::string(env) == "0");
   for (auto& layer : layers_) layer->prepare(use_mkldnn);
   prepared_ = true;
   prepared_device_ = device;

@@ -14,7 +14,7 @@ namespace {
 const std::vector<std::string> kTeacherKeys = {"name",  "plugin",  "version", "modality",
                                                "width", "options", "tower"};
 const std::vector<std::string> kTowerKeys = {"plugin", "version", "options"};
-const std::vector<std::string> kRouterKeys = {"plugin", "version", "options", "input"};
+const std::vector<std::string> kRouterKeys = {"plugin", "version", "options", "input", "condition"};
 const std::vector<std::string> kHeadKeys = {"name",   "task",    "outputs",
                                             "plugin", "version", "options"};
 const std::vector<std::string> kLossKeys = {"plugin", "head",     "weight",
@@ -142,8 +142,11 @@ void check_router(Context& ctx, const Node& router) {
   if (!ctx.check.map(router, "'router'", "a mapping (plugin, version, options, input)")) return;
   ctx.check.check_keys(router, kRouterKeys, "router");
   RouterSpec& r = ctx.out.router;
-  check_plugin(ctx.check, router, ctx.catalog, {"router", "router", {"d_in", "n_experts"}},
+  check_plugin(ctx.check, router, ctx.catalog, {"router", "router", {"d_in", "n_experts", "n_context"}},
                r.router);
+  if (const Node* c = router.find("condition")) {
+    if (auto v = ctx.check.choice(*c, "'router.condition'", {"none", "task", "modality"})) r.condition = *v;
+  }
 
   std::optional<int64_t> input_width;  // what the router reads, when it is known
   if (ctx.shared_dim_known) input_width = ctx.out.shared_dim;
@@ -185,6 +188,7 @@ void check_router(Context& ctx, const Node& router) {
                     "the router weighs one expert per teacher; remove n_experts and the host "
                     "fills it in");
   }
+  if (r.condition != "none") input_width.reset();  // plus the context columns, counted by the host
   if (auto d_in = int_option(r.router, "d_in"); d_in && input_width && *d_in != *input_width) {
     ctx.check.error(locs.at("d_in"),
                     "router takes d_in=" + std::to_string(*d_in) + " but its input (" + r.input +

@@ -51,6 +51,10 @@ void check_data(Context& ctx, const Node& data) {
         if (key == "modality") {
           if (auto m = ctx.check.choice(value, "'" + where + ".modality'", kModalities))
             t.modality = *m;
+        } else if (key == "train_rows" || key == "val_rows" || key == "test_rows") {
+          // A prefix of the split (stored in hash order, so a uniform sample): quick runs.
+          if (auto v = ctx.check.integer(value, "'" + where + "." + key + "'", positive()))
+            t.params[key] = std::to_string(*v);
         } else if (value.is_scalar()) {
           t.params[key] = value.scalar;
         } else {
@@ -68,7 +72,7 @@ void check_trainer(Context& ctx, const Node& trainer) {
   if (!ctx.check.map(trainer, "'trainer'", "a mapping of training settings")) return;
   ctx.check.check_keys(trainer,
                        {"steps", "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip",
-                        "validate_every", "seed", "device"},
+                        "validate_every", "patience", "seed", "device"},
                        "trainer");
   TrainerSpec& t = ctx.out.trainer;
   auto int_key = [&](const char* key, int64_t& field, Range range) {
@@ -86,6 +90,7 @@ void check_trainer(Context& ctx, const Node& trainer) {
   int_key("warmup_steps", t.warmup_steps, non_negative());
   num_key("grad_clip", t.grad_clip, non_negative());
   int_key("validate_every", t.validate_every, positive());
+  int_key("patience", t.patience, non_negative());
   int_key("seed", t.seed, Range{});
   if (const Node* d = trainer.find("device")) {
     if (auto s = ctx.check.string(*d, "'trainer.device'")) {

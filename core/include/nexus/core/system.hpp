@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
 
 #include <map>
 #include <memory>
@@ -22,9 +23,23 @@ namespace registry {
 class Registry;
 }
 
+// Standardises one teacher's features with statistics of the training data (fit once, then
+// fixed; saved with the checkpoint). Teachers differ wildly in scale (an L2-normalised encoder's
+// coordinates are ~0.05, a CNN's ReLU features are ~1-10), and towers train much faster and more
+// evenly on standardised inputs. Identity until fit.
+class FeatureNormImpl : public torch::nn::Module {
+ public:
+  explicit FeatureNormImpl(int64_t width);
+  at::Tensor forward(const at::Tensor& x) const;
+  void fit(const at::Tensor& features);  // [rows, width]
+  at::Tensor mean, inv_std;
+};
+TORCH_MODULE(FeatureNorm);
+
 struct TeacherSlot {
   std::string name;
   std::shared_ptr<Teacher> teacher;
+  FeatureNorm norm{nullptr};     // applied to the teacher's features before the tower
   std::shared_ptr<Tower> tower;  // teacher width -> shared_dim
 };
 
@@ -44,6 +59,7 @@ struct ForwardResult {
   at::Tensor shared;                       // [B, D]
   at::Tensor weights;                      // [B, N] routing weights over teachers
   at::Tensor logits;                       // [B, N] router logits (may be undefined)
+  at::Tensor selected;                     // [B, N] bool: towers the router selected
   std::vector<std::string> ran;            // teachers that were run for this batch
   std::map<std::string, at::Tensor> heads; // head name -> [B, outputs]
 };
@@ -55,14 +71,24 @@ class ComposedSystem {
   // location of the declaration. Relative `path` options resolve against the composition's folder.
   static ComposedSystem build(const config::Composition& composition, const registry::Registry& registry);
 
-  // Runs every teacher of the batch's modality, projects, routes and applies the heads.
-  ForwardResult forward(const TeacherInput& batch, const std::string& modality);
+  // Runs every teacher of the batch's modality, projects, routes and applies the heads. `task`
+  // is the router's context when it is conditioned on the task (router.condition: task).
+  ForwardResult forward(const TeacherInput& batch, const std::string& modality, const std::string& task = "");
 
   // The trainable part on precomputed teacher features (what training on the cache runs):
   // features[i] is teacher i's [B, d_i] output, or undefined where teacher i does not apply.
-  ForwardResult fuse(const std::vector<at::Tensor>& features);
+  ForwardResult fuse(const std::vector<at::Tensor>& features, const std::string& task = "");
 
-  // Every trainable module, by a stable name: "tower.<teacher>", "router", "head.<name>".
+  // The router's context values (task names or modalities), in one-hot column order; empty
+  // when the router is not conditioned.
+  const std::vector<std::string>& router_contexts() const { return contexts_; }
+
+  // Fits every teacher's FeatureNorm on its training features (features[i]: teacher i's rows from
+  // all tasks, undefined tensors skipped).
+  void fit_feature_norms(const std::vector<std::vector<at::Tensor>>& features_per_teacher);
+
+  // Every module a checkpoint holds, by a stable name: "norm.<teacher>" (statistics only),
+  // "tower.<teacher>", "router", "head.<name>".
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> trainable_modules() const;
 
   const std::vector<TeacherSlot>& teachers() const { return teachers_; }
@@ -77,6 +103,8 @@ class ComposedSystem {
   std::shared_ptr<Router> router_;
   std::vector<LossSlot> losses_;
   std::string router_input_;
+  std::string condition_ = "none";
+  std::vector<std::string> contexts_;
   int64_t shared_dim_ = 0;
 };
 

@@ -30,6 +30,16 @@ struct TaskData {
   at::Tensor train_labels, val_labels;
 };
 
+// One split of one task: per teacher (composition order) its cached features, undefined where the
+// teacher does not take the task's modality; throws TrainingError when an entry is missing.
+struct SplitFeatures {
+  std::vector<at::Tensor> features;
+  at::Tensor labels;
+  std::string dataset_id, split;  // split as the cache names it, e.g. "train[:6000]"
+};
+SplitFeatures load_split_features(const config::Composition& composition, ComposedSystem& system,
+                                  cache::FeatureCache& store, const std::string& task, const std::string& split);
+
 // Reads the complete (checksum-verified) cache entries of every task's train and val splits.
 std::vector<TaskData> load_task_data(const config::Composition& composition, ComposedSystem& system,
                                      cache::FeatureCache& store);
@@ -48,6 +58,9 @@ struct TrainResult {
   double best_val_loss = 0;
   int rollbacks = 0;
   bool resumed = false;
+  bool stopped_early = false;  // trainer.patience validations without improvement
+  double step_seconds = 0;      // wall time of the optimisation steps (no validation, checkpoints)
+  double samples_per_second = 0;
   std::map<std::string, double> val_accuracy;  // per task, at the best checkpoint
   double shared_variance = 0;
 };

@@ -63,6 +63,9 @@ struct LossSpec {
 struct RouterSpec {
   PluginSpec router;              // host fills n_experts and d_in if absent
   std::string input = "projected_mean";  // "projected_mean" or "teacher:<name>"
+  // "task" or "modality": the host appends a one-hot context (the input's task, or its modality)
+  // as the last n_context columns of the router input; "none" appends nothing.
+  std::string condition = "none";
 };
 
 struct TaskSpec {
@@ -81,6 +84,7 @@ struct TrainerSpec {
   int64_t warmup_steps = 0;
   double grad_clip = 1.0;
   int64_t validate_every = 100;
+  int64_t patience = 0;           // stop after this many validations without improvement (0 = never)
   int64_t seed = 0;
   std::string device = "auto";
 };
