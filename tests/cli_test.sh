@@ -26,16 +26,18 @@ check "plugins list --json" 0 "$nexus" plugins list --json
 python3 - "$work/out" <<'PY' || failures=$((failures + 1))
 import json, os, sys
 rows = json.load(open(sys.argv[1]))
-want = {("tower", "linear"), ("tower", "mlp"), ("router", "softmax"), ("router", "topk"),
-        ("loss", "mse"), ("loss", "cosine"), ("loss", "cross_entropy"), ("teacher", "torchscript"),
-        ("teacher", "hf_encoder")}
+want = {("tower", "linear"), ("tower", "mlp"), ("tower", "lowrank"), ("router", "softmax"), ("router", "topk"),
+        ("router", "sigmoid"), ("router", "conditioned"), ("loss", "mse"), ("loss", "cosine"),
+        ("loss", "cross_entropy"), ("loss", "kl"), ("loss", "load_balance"), ("loss", "z_loss"),
+        ("loss", "routing_entropy"), ("teacher", "torchscript"), ("teacher", "hf_encoder"),
+        ("teacher", "feature_file")}
 got = {(r["kind"], r["name"]): r for r in rows}
 missing = want - set(got)
 bad = [f"{k}: {got[k]['status']} {got[k]['reason']}" for k in want & set(got) if got[k]["status"] != "ok"]
 libs = {got[k]["library"] for k in want & set(got)}
-if missing or bad or len(libs) != 5 or not all(os.path.isfile(l) for l in libs):
+if missing or bad or len(libs) != 6 or not all(os.path.isfile(l) for l in libs):
     print("FAIL: built-in plugins:", missing, bad, libs); sys.exit(1)
-print("ok: all 9 built-in components ok, from 5 separate libraries")
+print("ok: all 17 built-in components ok, from 6 separate libraries")
 PY
 
 check "plugins info shows options" 0 "$nexus" plugins info mlp
@@ -111,6 +113,31 @@ check "train without --resume refuses an existing run" 1 "$nexus" train "$train"
 check "train --resume" 0 "$nexus" train "$train" --run "$work/run-b" --resume --json
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["resumed"] and r["weights_sha256"] == sys.argv[2], (r, sys.argv[2])' "$work/out" "$digest_a" \
   && echo "ok: resumed run reached bitwise-identical weights" || { echo "FAIL: resume differs"; cat "$work/out"; failures=$((failures + 1)); }
+
+# Evaluation: the run scored against each teacher's own probe; retention is composite / best probe.
+check "eval" 0 "$nexus" eval "$work/run-a" --json
+python3 - "$work/out" "$work/run-a/eval.json" <<'PY' && echo "ok: eval reports composite, probes, retention and routing" || { echo "FAIL: eval output"; cat "$work/out"; failures=$((failures + 1)); }
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r == json.load(open(sys.argv[2])), "eval.json differs from the printed result"
+(t,) = r["tasks"]
+assert t["task"] == "fashion" and t["rows"] == 10000 and t["split"] == "test", t
+assert set(t["probes"]) == {"pixels", "pooled"}, t["probes"]
+best = max(p["test_accuracy"] for p in t["probes"].values())
+assert t["best_probe"] == best and abs(t["retention"] - t["accuracy"] / best) < 1e-12, t
+assert 0.6 < t["accuracy"] < 1 and 0.6 < best < 1, t
+assert abs(sum(v["mean_weight"] for v in t["routing"].values()) - 1) < 1e-4, t["routing"]
+assert t["shared_variance"] > 0 and r["ok"] and r["violations"] == [], r
+PY
+check "eval reuses the stored probes" 0 "$nexus" eval "$work/run-a" --json
+check "eval of a folder that is not a run" 2 "$nexus" eval "$work"
+# A composite trained for one step cannot keep 97 % of its teachers' probe accuracy: the contract
+# fails, train and eval exit 1 and name the task.
+check "a violated retention contract fails train" 1 "$nexus" train "$train" --run "$work/run-c" \
+  --set trainer.steps=1 --set trainer.validate_every=1 --set retention.default=0.97
+grep -q "retention contract violated: task 'fashion'" "$work/out" && echo "ok: the violation names the task" \
+  || { echo "FAIL: violation message"; cat "$work/out"; failures=$((failures + 1)); }
+check "a violated retention contract fails eval" 1 "$nexus" eval "$work/run-c"
 
 echo "cli: $failures failed"
 [ "$failures" = 0 ]

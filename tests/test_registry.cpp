@@ -27,10 +27,13 @@ std::string abi(unsigned major, unsigned minor) { return std::to_string(major) +
 
 TEST_CASE("every built-in plugin probes ok, each from its own library") {
   auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  std::map<std::string, std::string> expected = {{"linear", "tower"},   {"mlp", "tower"},    {"softmax", "router"},
-                                                 {"topk", "router"},    {"mse", "loss"},     {"cosine", "loss"},
-                                                 {"cross_entropy", "loss"}, {"torchscript", "teacher"},
-                                                 {"hf_encoder", "teacher"}};
+  std::map<std::string, std::string> expected = {
+      {"linear", "tower"},        {"mlp", "tower"},          {"lowrank", "tower"},         {"softmax", "router"},
+      {"topk", "router"},         {"sigmoid", "router"},     {"conditioned", "router"},    {"mse", "loss"},
+      {"cosine", "loss"},         {"cross_entropy", "loss"}, {"kl", "loss"},               {"load_balance", "loss"},
+      {"z_loss", "loss"},         {"routing_entropy", "loss"}, {"torchscript", "teacher"}, {"hf_encoder", "teacher"},
+      {"feature_file", "teacher"}};
+  REQUIRE(expected.size() == 17);
   std::set<std::string> libs;
   for (const auto& [name, kind] : expected) {
     const auto* c = reg.find(kind, name);
@@ -39,8 +42,8 @@ TEST_CASE("every built-in plugin probes ok, each from its own library") {
     CHECK(c->reason.empty());
     libs.insert(c->library);
   }
-  CHECK(libs.size() == 5);
-  CHECK(reg.libraries().size() == 5);
+  CHECK(libs.size() == 6);
+  CHECK(reg.libraries().size() == 6);
 }
 
 TEST_CASE("broken plugins are listed with exact reasons and the host keeps working") {
@@ -140,7 +143,7 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
     reg.create_tower("lineer", Options());
     FAIL("expected PluginError");
   } catch (const registry::PluginError& e) {
-    CHECK(std::string(e.what()).rfind("no tower plugin named 'lineer' (available: good_plugin_tower, linear, mlp)", 0) == 0);
+    CHECK(std::string(e.what()).rfind("no tower plugin named 'lineer' (available: good_plugin_tower, linear, mlp, lowrank)", 0) == 0);
   }
 }
 

@@ -1,10 +1,13 @@
-// Projection and head towers: linear and MLP.
+// Projection and head towers: linear, MLP and low-rank.
 #include <nexus/plugin_api.hpp>
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/dropout.h>
+#include <torch/nn/init.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/linear.h>
+
+#include <algorithm>
 
 namespace {
 
@@ -59,12 +62,66 @@ class MlpTower : public nexus::Tower {
   torch::nn::ModuleList layers_{nullptr};
 };
 
+// y = U act(V x) + b with V: d_in -> rank, U: rank -> d_out: (d_in + d_out) * rank weights instead
+// of d_in * d_out, for wide teachers whose features live in a much smaller subspace (see the
+// activation atlas's intrinsic rank).
+class LowRankTower : public nexus::Tower {
+ public:
+  explicit LowRankTower(const nexus::Options& o)
+      : nexus::Tower("LowRankTower"), d_in_(o.get_int("d_in")), d_out_(o.get_int("d_out")), rank_(o.get_int("rank")),
+        activation_(o.get_string("activation")) {
+    if (d_in_ < 1 || d_out_ < 1) throw nexus::OptionError("options 'd_in' and 'd_out' must be >= 1");
+    if (rank_ < 1 || rank_ > std::min(d_in_, d_out_))
+      throw nexus::OptionError("option 'rank' must be in [1, min(d_in, d_out) = " + std::to_string(std::min(d_in_, d_out_)) +
+                               "], got " + std::to_string(rank_) +
+                               (rank_ > 0 ? " (a larger rank is no longer low-rank: use the linear tower)" : ""));
+    // The bias lives on the output side only: a bias inside the bottleneck would be absorbed by
+    // U's bias when there is no activation, and the parameter count stays (d_in + d_out) * rank
+    // (+ d_out).
+    down_ = register_module("down", torch::nn::Linear(torch::nn::LinearOptions(d_in_, rank_).bias(false)));
+    up_ = register_module("up", torch::nn::Linear(torch::nn::LinearOptions(rank_, d_out_).bias(o.get_bool("bias"))));
+    // Orthonormal rows make V a projection onto a random rank-dimensional subspace (what a PCA
+    // initialisation would make it, with the top components): it keeps the norm of what it
+    // keeps, so the output starts at the same scale as a linear tower's instead of shrinking
+    // through two default-initialised layers.
+    torch::NoGradGuard no_grad;
+    torch::nn::init::orthogonal_(down_->weight);
+  }
+  torch::Tensor forward(const torch::Tensor& x) override {
+    auto h = down_->forward(x);
+    if (activation_ == "relu") h = torch::relu(h);
+    else if (activation_ == "gelu") h = torch::gelu(h);
+    else if (activation_ == "tanh") h = torch::tanh(h);
+    return up_->forward(h);
+  }
+  int64_t in_features() const override { return d_in_; }
+  int64_t out_features() const override { return d_out_; }
+
+  void self_test() override {
+    nexus::Tower::self_test();
+    int64_t weights = 0;
+    for (const auto& p : named_parameters())
+      if (p.key().find("weight") != std::string::npos) weights += p.value().numel();
+    if (weights != (d_in_ + d_out_) * rank_)
+      throw std::runtime_error("low-rank tower has " + std::to_string(weights) + " weights, expected (d_in + d_out) * rank = " +
+                               std::to_string((d_in_ + d_out_) * rank_));
+  }
+
+ private:
+  int64_t d_in_, d_out_, rank_;
+  std::string activation_;
+  torch::nn::Linear down_{nullptr}, up_{nullptr};
+};
+
 }  // namespace
 
-NEXUS_PLUGIN_BEGIN("nexus_towers", "1.0.0")
+NEXUS_PLUGIN_BEGIN("nexus_towers", "1.1.0")
 NEXUS_TOWER(LinearTower, "linear", "Affine projection y = Wx + b",
             "d_in:int!,d_out:int!,bias:bool=true", "d_in=8;d_out=4")
 NEXUS_TOWER(MlpTower, "mlp", "Multi-layer perceptron with a configurable activation",
             "d_in:int!,d_out:int!,hidden:int=256,layers:int=2,activation:choice(relu|gelu|tanh)=gelu,dropout:float=0",
             "d_in=8;d_out=4;hidden=16")
+NEXUS_TOWER(LowRankTower, "lowrank", "Factorised projection d_in -> rank -> d_out ((d_in + d_out) * rank weights)",
+            "d_in:int!,d_out:int!,rank:int=64,bias:bool=true,activation:choice(none|relu|gelu|tanh)=none",
+            "d_in=8;d_out=6;rank=3")
 NEXUS_PLUGIN_END()
