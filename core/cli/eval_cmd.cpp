@@ -26,14 +26,6 @@ namespace nexus::cli {
 
 namespace {
 
-std::string file_sha256(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  Sha256 h;
-  h.update(text.data(), text.size());
-  return h.hex();
-}
-
 nlohmann::json to_json(const Evaluation& ev) {
   nlohmann::json tasks = nlohmann::json::array();
   for (const auto& t : ev.tasks) {
@@ -100,7 +92,7 @@ void write_run_info(const std::string& run_dir, const std::string& composition_f
   const auto tmp = (fs::path(run_dir) / "run.json.tmp").string();
   std::ofstream(tmp) << nlohmann::json{{"format", 1},
                                        {"composition", path},
-                                       {"composition_sha256", file_sha256(path)},
+                                       {"composition_sha256", sha256_file(path)},
                                        {"overrides", overrides}}
                             .dump(1)
                      << "\n";
@@ -150,7 +142,7 @@ int cmd_eval(const Globals& g, const std::vector<std::string>& args) {
   const std::string file = info.at("composition");
   const auto overrides = info.value("overrides", std::vector<std::string>{});
   if (!fs::exists(file)) throw UsageError("the run's composition " + file + " no longer exists");
-  if (file_sha256(file) != info.value("composition_sha256", ""))
+  if (sha256_file(file) != info.value("composition_sha256", ""))
     spdlog::warn("{} changed since the run was trained; evaluating with its current content", file);
 
   const auto reg = scanned_registry(g);
