@@ -52,10 +52,25 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args);
 int cmd_train(const Globals& g, const std::vector<std::string>& args);
 int cmd_eval(const Globals& g, const std::vector<std::string>& args);
 
+int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args);
+int cmd_remove_teacher(const Globals& g, const std::vector<std::string>& args);
+
 // RUN/run.json: which composition (absolute path, content hash) and overrides made the run, so
-// later commands (eval, add-teacher, serve) rebuild the same system.
+// later commands (eval, add-teacher, serve) rebuild the same system. `extra` keys are added
+// (an incremental run records its base run). `composition_recorded`, when given, is the path
+// written into run.json instead of `composition_file` (a run built in a staging folder records
+// where its composition will be once the folder is renamed).
 void write_run_info(const std::string& run_dir, const std::string& composition_file,
-                    const std::vector<std::string>& overrides);
+                    const std::vector<std::string>& overrides, const nlohmann::json* extra = nullptr,
+                    const std::string& composition_recorded = "");
+
+struct RunInfo {
+  std::string composition;             // absolute path
+  std::vector<std::string> overrides;
+  bool changed = false;                // the file's content differs from when the run was made
+};
+// Reads RUN/run.json; UsageError when RUN is not a run folder or its composition is gone.
+RunInfo read_run_info(const std::string& run_dir);
 
 // Evaluates the system (weights loaded) on the test splits, writes RUN/eval.json and RUN/probes/,
 // prints the retention table unless `json`; returns kRuntimeFailure when a contract is violated.

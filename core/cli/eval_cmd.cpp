@@ -86,17 +86,35 @@ void print_table(const Evaluation& ev, std::ostream& out) {
 }  // namespace
 
 void write_run_info(const std::string& run_dir, const std::string& composition_file,
-                    const std::vector<std::string>& overrides) {
+                    const std::vector<std::string>& overrides, const nlohmann::json* extra,
+                    const std::string& composition_recorded) {
   fs::create_directories(run_dir);
   const auto path = fs::absolute(composition_file).lexically_normal().string();
+  const auto recorded = composition_recorded.empty() ? path : fs::absolute(composition_recorded).lexically_normal().string();
+  nlohmann::json j{{"format", 1}, {"composition", recorded}, {"composition_sha256", sha256_file(path)}, {"overrides", overrides}};
+  if (extra) j.update(*extra);
   const auto tmp = (fs::path(run_dir) / "run.json.tmp").string();
-  std::ofstream(tmp) << nlohmann::json{{"format", 1},
-                                       {"composition", path},
-                                       {"composition_sha256", sha256_file(path)},
-                                       {"overrides", overrides}}
-                            .dump(1)
-                     << "\n";
+  std::ofstream(tmp) << j.dump(1) << "\n";
   fs::rename(tmp, fs::path(run_dir) / "run.json");
+}
+
+RunInfo read_run_info(const std::string& run_dir) {
+  const auto info_file = fs::path(run_dir) / "run.json";
+  if (!fs::exists(info_file))
+    throw UsageError(run_dir + " is not a run folder: no run.json (runs are written by `nexus train FILE --run DIR`)");
+  nlohmann::json info;
+  try {
+    std::ifstream in(info_file);
+    info = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("corrupt " + info_file.string() + ": " + e.what());
+  }
+  RunInfo r;
+  r.composition = info.at("composition");
+  r.overrides = info.value("overrides", std::vector<std::string>{});
+  if (!fs::exists(r.composition)) throw UsageError("the composition of run " + run_dir + ", " + r.composition + ", no longer exists");
+  r.changed = sha256_file(r.composition) != info.value("composition_sha256", "");
+  return r;
 }
 
 int evaluate_and_report(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
@@ -129,21 +147,10 @@ int cmd_eval(const Globals& g, const std::vector<std::string>& args) {
       ("json", po::bool_switch(&json), "machine-readable results on stdout");
   if (!parse_command(args, opts, {{"run", &run_dir}})) return kOk;
   if (run_dir.empty()) throw UsageError("eval needs a RUN folder (written by `nexus train`)");
-  const auto info_file = fs::path(run_dir) / "run.json";
-  if (!fs::exists(info_file))
-    throw UsageError(run_dir + " is not a run folder: no run.json (runs are written by `nexus train FILE --run DIR`)");
-  nlohmann::json info;
-  try {
-    std::ifstream in(info_file);
-    info = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("corrupt " + info_file.string() + ": " + e.what());
-  }
-  const std::string file = info.at("composition");
-  const auto overrides = info.value("overrides", std::vector<std::string>{});
-  if (!fs::exists(file)) throw UsageError("the run's composition " + file + " no longer exists");
-  if (sha256_file(file) != info.value("composition_sha256", ""))
-    spdlog::warn("{} changed since the run was trained; evaluating with its current content", file);
+  const auto info = read_run_info(run_dir);
+  const auto& file = info.composition;
+  const auto& overrides = info.overrides;
+  if (info.changed) spdlog::warn("{} changed since the run was trained; evaluating with its current content", file);
 
   const auto reg = scanned_registry(g);
   const auto comp = config::load_composition(file, overrides, plugin_catalog(reg));

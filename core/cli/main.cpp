@@ -24,6 +24,8 @@ const char* kCommands =
     "  cache build|ls|verify|gc  fill, inspect, check and clean the teacher feature cache\n"
     "  train FILE           cache features, train towers, router and heads, then evaluate\n"
     "  eval RUN             score a run against its teachers' own probes (retention)\n"
+    "  add-teacher RUN      add a teacher to a trained run, training only its tower and the router\n"
+    "  remove-teacher RUN   drop a teacher from a trained run; report the tasks that are lost\n"
     "  version              print the version and plugin ABI\n"
     "Run `nexus COMMAND --help` for a command's options.\n";
 
@@ -70,6 +72,8 @@ int main(int argc, char** argv) {
     if (command == "cache") return cmd_cache(g, rest);
     if (command == "train") return cmd_train(g, rest);
     if (command == "eval") return cmd_eval(g, rest);
+    if (command == "add-teacher") return cmd_add_teacher(g, rest);
+    if (command == "remove-teacher") return cmd_remove_teacher(g, rest);
     if (command == "version") {
       std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
       return kOk;

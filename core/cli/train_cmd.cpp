@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "increment.hpp"
 #include "nexus/config/composition.hpp"
 #include "nexus/core/caching.hpp"
 #include "nexus/core/system.hpp"
@@ -43,17 +44,40 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   bool json = false, resume = false, fp16 = false, no_eval = false;
   std::string file, run_dir, cache_root;
   std::vector<std::string> overrides;
-  po::options_description opts("Usage: nexus train FILE --run DIR [--resume] [--set key=value]... [--json]\n\nOptions");
+  IncrementRequest inc;
+  po::options_description opts(
+      "Usage: nexus train FILE --run DIR [--resume] [--set key=value]... [--json]\n"
+      "       nexus train FILE --from RUN --run DIR [--kl-weight W] [--force] [--compare-full]\n\n"
+      "With --from, FILE is a trained run's composition with teachers (or heads) added or removed:\n"
+      "only what is new is trained, everything else is carried over from RUN bit for bit, and DIR\n"
+      "gets the same proof as `nexus add-teacher` (proof.json).\n\nOptions");
   opts.add_options()("run", po::value(&run_dir), "run folder: checkpoints, metrics.jsonl (default runs/<name>)")
       ("resume", po::bool_switch(&resume), "continue from the run's latest checkpoint")
       ("set", po::value(&overrides)->composing(), "override a composition value (repeatable)")
       ("cache", po::value(&cache_root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
       ("fp16", po::bool_switch(&fp16), "cache features as fp16")
       ("no-eval", po::bool_switch(&no_eval), "skip the evaluation (probes, retention) after training")
-      ("json", po::bool_switch(&json), "machine-readable summary on stdout");
+      ("json", po::bool_switch(&json), "machine-readable summary on stdout")
+      ("from", po::value(&inc.base_run), "a trained run: train only what FILE adds to it")
+      ("kl-weight", po::value(&inc.kl_weight)->default_value(inc.kl_weight), "with --from: weight of the anti-forgetting KL term")
+      ("steps", po::value(&inc.steps), "with --from: training steps (default: per-task budget times the tasks trained)")
+      ("force", po::bool_switch(&inc.force), "with --from: write the run even when a retention contract fails")
+      ("compare-full", po::bool_switch(&inc.compare_full), "with --from: also train FILE from scratch and compare wall times");
   if (!parse_command(args, opts, {{"file", &file}})) return kOk;
   if (file.empty()) throw UsageError("train needs a composition FILE");
   const auto reg = scanned_registry(g);
+  if (!inc.base_run.empty()) {
+    if (run_dir.empty()) throw UsageError("train --from needs --run DIR for the new run");
+    inc.kind = "train --from";
+    inc.out = run_dir;
+    inc.composition_file = std::filesystem::absolute(file).lexically_normal().string();
+    inc.overrides = overrides;
+    inc.cache_root = cache_root;
+    inc.resume = resume;
+    inc.json = json;
+    inc.fp16 = fp16;
+    return run_increment(g, reg, inc);
+  }
   const auto comp = config::load_composition(file, overrides, plugin_catalog(reg));
   for (const auto& h : comp.heads)
     if (!comp.tasks.count(h.task))

@@ -60,8 +60,11 @@ auto creating(const config::PluginSpec& spec, const std::string& what, Fn&& fn) 
 
 config::PluginCatalog plugin_catalog(const registry::Registry& registry) {
   config::PluginCatalog catalog;
-  for (const auto& c : registry.components())
-    if (c.status == registry::Status::Ok) catalog.push_back({c.kind, c.name, c.plugin_version, c.options_schema});
+  for (const auto& c : registry.components()) {
+    if (c.status == registry::Status::Ok) catalog.push_back({c.kind, c.name, c.plugin_version, c.options_schema, ""});
+    else if (c.kind != "-" && !c.name.empty())
+      catalog.push_back({c.kind, c.name, c.plugin_version, c.options_schema, c.reason + " (" + c.library + ")"});
+  }
   return catalog;
 }
 
@@ -182,7 +185,8 @@ ForwardResult ComposedSystem::forward(const TeacherInput& batch, const std::stri
   return fuse(features, task);
 }
 
-ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, const std::string& task) {
+ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, const std::string& task,
+                                   const std::vector<at::Tensor>& precomputed) {
   const int64_t n = int64_t(teachers_.size());
   int64_t b = -1;
   for (const auto& f : features)
@@ -198,7 +202,9 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, cons
       projected[size_t(i)] = torch::zeros({b, shared_dim_});
       continue;
     }
-    projected[size_t(i)] = slot.tower->forward(slot.norm->forward(features[size_t(i)]));
+    projected[size_t(i)] = size_t(i) < precomputed.size() && precomputed[size_t(i)].defined()
+                               ? precomputed[size_t(i)]
+                               : slot.tower->forward(slot.norm->forward(features[size_t(i)]));
     available.select(1, i).fill_(true);
     r.ran.push_back(slot.name);
     if (router_input_ == "teacher:" + slot.name) router_features = features[size_t(i)];

@@ -134,9 +134,10 @@ std::vector<at::Tensor> rows(const std::vector<at::Tensor>& features, const at::
   return out;
 }
 
-// Weighted sum of the composition's losses that apply to `task`'s head.
+// Weighted sum of the composition's losses that apply to `task`'s head, plus the anti-forgetting
+// term where the task has reference outputs.
 at::Tensor task_loss(ComposedSystem& sys, const TaskData& task, const ForwardResult& r, const at::Tensor& labels,
-                     int64_t step) {
+                     const at::Tensor& reference, int64_t step, const TrainOptions& options) {
   at::Tensor total = torch::zeros({});
   for (const auto& slot : sys.losses()) {
     if (!slot.spec.head.empty() && slot.spec.head != task.head) continue;
@@ -148,7 +149,38 @@ at::Tensor task_loss(ComposedSystem& sys, const TaskData& task, const ForwardRes
     in.router_selected = r.selected;
     for (const auto& term : slot.loss->forward(in)) total = total + slot.weight_at(step) * term.value;
   }
+  if (reference.defined() && options.anti_forgetting && options.anti_forgetting_weight > 0) {
+    LossInput in;
+    in.prediction = r.heads.at(task.head);
+    in.teacher_prediction = reference;
+    for (const auto& term : options.anti_forgetting->forward(in)) total = total + options.anti_forgetting_weight * term.value;
+  }
   return total;
+}
+
+// Outputs of frozen towers (with their frozen feature statistics) on a task's rows, computed once:
+// per teacher, defined only where both the norm and the tower are frozen.
+struct Projections {
+  std::vector<at::Tensor> train, val;
+};
+
+std::vector<at::Tensor> project_frozen(ComposedSystem& sys, const std::vector<at::Tensor>& features,
+                                       const std::set<std::string>& frozen) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> out(features.size());
+  for (size_t i = 0; i < features.size() && i < sys.teachers().size(); ++i) {
+    const auto& slot = sys.teachers()[i];
+    if (!features[i].defined() || !frozen.count("norm." + slot.name) || !frozen.count("tower." + slot.name)) continue;
+    std::vector<at::Tensor> parts;
+    for (int64_t b = 0; b < features[i].size(0); b += 4096)
+      parts.push_back(slot.tower->forward(slot.norm->forward(features[i].narrow(0, b, std::min<int64_t>(4096, features[i].size(0) - b)))));
+    out[i] = torch::cat(parts);
+  }
+  return out;
+}
+
+at::Tensor rows_of(const at::Tensor& t, const at::Tensor& index) {
+  return t.defined() ? t.index_select(0, index) : t;
 }
 
 struct Validation {
@@ -156,26 +188,28 @@ struct Validation {
   std::map<std::string, double> accuracy;
 };
 
-void set_training(ComposedSystem& sys, bool on) {
-  for (const auto& [name, module] : sys.trainable_modules()) module->train(on);
+void set_training(ComposedSystem& sys, bool on, const std::set<std::string>& frozen) {
+  for (const auto& [name, module] : sys.trainable_modules()) module->train(on && !frozen.count(name));
 }
 
 // Evaluates in eval mode (no dropout) and leaves the modules in training mode.
-Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int64_t step) {
+Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, const std::vector<Projections>& projections,
+                    int64_t step, const TrainOptions& options) {
   torch::NoGradGuard no_grad;
-  set_training(sys, false);
+  set_training(sys, false, options.frozen);
   Validation v;
   double var_sum = 0;
-  for (const auto& task : data) {
+  for (size_t k = 0; k < data.size(); ++k) {
+    const auto& task = data[k];
     const int64_t n = task.val_labels.size(0);
     double loss = 0, correct = 0;
     std::vector<at::Tensor> shared;
     for (int64_t b = 0; b < n; b += 2048) {
       const int64_t m = std::min<int64_t>(2048, n - b);
       auto index = torch::arange(b, b + m);
-      auto r = sys.fuse(rows(task.val, index), task.task);
+      auto r = sys.fuse(rows(task.val, index), task.task, rows(projections[k].val, index));
       auto labels = task.val_labels.narrow(0, b, m);
-      loss += task_loss(sys, task, r, labels, step).item<double>() * double(m);
+      loss += task_loss(sys, task, r, labels, rows_of(task.val_reference, index), step, options).item<double>() * double(m);
       correct += (r.heads.at(task.head).argmax(1) == labels).sum().item<double>();
       shared.push_back(r.shared);
     }
@@ -185,7 +219,7 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, int6
   }
   v.loss /= double(data.size());
   v.variance = var_sum / double(data.size());
-  set_training(sys, true);
+  set_training(sys, true, options.frozen);
   return v;
 }
 
@@ -243,18 +277,34 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
 
   std::vector<torch::Tensor> params;
   for (const auto& [name, module] : sys.trainable_modules())
-    for (auto& p : module->parameters()) params.push_back(p);
+    for (auto& p : module->parameters()) {
+      p.set_requires_grad(!options.frozen.count(name));
+      if (!options.frozen.count(name)) params.push_back(p);
+    }
+  if (params.empty()) {
+    if (cfg.steps > 0) throw TrainingError("nothing to train: every module is frozen");
+    params.push_back(torch::zeros({1}, torch::requires_grad()));  // the optimizer needs a parameter; never stepped
+  }
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay));
   Trainables t{sys, optimizer, sampler};
 
   State s;
   TrainResult result;
+  std::vector<Projections> projections;
+  auto compute_projections = [&] {
+    set_training(sys, false, options.frozen);
+    std::vector<Projections> out;
+    for (const auto& task : data)
+      out.push_back({project_frozen(sys, task.train, options.frozen), project_frozen(sys, task.val, options.frozen)});
+    return out;
+  };
   const auto latest_file = run_dir / "checkpoints" / "latest";
   if (options.resume && fs::exists(latest_file)) {
     std::ifstream in(latest_file);
     std::string name;
     in >> name;
     s = load_checkpoint(run_dir / "checkpoints" / name, t);
+    projections = compute_projections();
     result.resumed = true;
     spdlog::info("resuming {} at step {}", run_dir.string(), s.step);
   } else {
@@ -262,9 +312,11 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
       throw TrainingError("run folder " + run_dir.string() + " already has checkpoints: use --resume, or another folder");
     std::vector<std::vector<at::Tensor>> per_teacher(sys.teachers().size());
     for (const auto& task : data)
-      for (size_t i = 0; i < task.train.size() && i < per_teacher.size(); ++i) per_teacher[i].push_back(task.train[i]);
+      for (size_t i = 0; i < task.train.size() && i < per_teacher.size(); ++i)
+        if (!options.frozen.count("norm." + sys.teachers()[i].name)) per_teacher[i].push_back(task.train[i]);
     sys.fit_feature_norms(per_teacher);
-    const auto v = validate(sys, data, 0);
+    projections = compute_projections();
+    const auto v = validate(sys, data, projections, 0, options);
     s.initial_variance = v.variance;
     s.best_val = v.loss;
     s.best_dir = "step-00000000";
@@ -296,7 +348,7 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     log({{"step", step}, {"rollback", why}, {"to", s.best_dir}, {"lr_factor", factor}});
   };
 
-  set_training(sys, true);
+  set_training(sys, true, options.frozen);
   ProgressLine progress("train", cfg.steps, "steps");
   const int64_t start = s.step;
   const int64_t log_every = std::max<int64_t>(1, cfg.steps / 50);
@@ -304,12 +356,14 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   int64_t steps_timed = 0;
   while (s.step < cfg.steps && !s.stopped_early) {
     const auto step_start = std::chrono::steady_clock::now();
-    const auto& task = data[size_t(s.step % int64_t(data.size()))];
+    const size_t k = size_t(s.step % int64_t(data.size()));
+    const auto& task = data[k];
     auto index = torch::randint(task.train_labels.size(0), {cfg.batch_size}, sampler, torch::kLong);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_at(s.step));
     optimizer.zero_grad();
-    auto r = sys.fuse(rows(task.train, index), task.task);
-    auto loss = task_loss(sys, task, r, task.train_labels.index_select(0, index), s.step);
+    auto r = sys.fuse(rows(task.train, index), task.task, rows(projections[k].train, index));
+    auto loss = task_loss(sys, task, r, task.train_labels.index_select(0, index), rows_of(task.train_reference, index),
+                          s.step, options);
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
       roll_back("loss is " + std::to_string(loss_value) + " on task '" + task.task + "'");
@@ -331,7 +385,7 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     if (options.progress) progress.update(s.step, s.step - start);
 
     if (s.step % cfg.validate_every == 0 || s.step == cfg.steps) {
-      const auto v = validate(sys, data, s.step);
+      const auto v = validate(sys, data, projections, s.step, options);
       log({{"step", s.step}, {"val_loss", v.loss}, {"val_accuracy", v.accuracy}, {"shared_variance", v.variance}});
       if (v.variance < options.collapse_ratio * s.initial_variance)
         throw TrainingError("the shared space collapsed at step " + std::to_string(s.step) + ": its variance is " +
@@ -373,8 +427,8 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   const bool stopped_early = s.stopped_early;
   s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
   write_text_atomically(run_dir / "checkpoints" / "best", s.best_dir);
-  const auto v = validate(sys, data, cfg.steps);
-  set_training(sys, false);  // the trained system is handed back ready for inference
+  const auto v = validate(sys, data, projections, cfg.steps, options);
+  set_training(sys, false, {});  // the trained system is handed back ready for inference
   result.steps = steps_done;
   result.stopped_early = stopped_early;
   result.step_seconds = step_seconds;

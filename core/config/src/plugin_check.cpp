@@ -100,7 +100,12 @@ const PluginDescriptor* resolve(Checker& check, const PluginCatalog& catalog,
   std::vector<const PluginDescriptor*> same_name;
   std::vector<std::string> names_of_kind;
   std::string other_kind;
+  const PluginDescriptor* unusable = nullptr;
   for (const auto& d : catalog) {
+    if (!d.problem.empty()) {
+      if (d.kind == role.kind && d.name == spec.plugin && !unusable) unusable = &d;
+      continue;
+    }
     if (d.kind == role.kind) {
       if (std::find(names_of_kind.begin(), names_of_kind.end(), d.name) == names_of_kind.end())
         names_of_kind.push_back(d.name);
@@ -108,6 +113,11 @@ const PluginDescriptor* resolve(Checker& check, const PluginCatalog& catalog,
     } else if (d.name == spec.plugin && other_kind.empty()) {
       other_kind = d.kind;
     }
+  }
+  if (same_name.empty() && unusable) {
+    check.error(spec.loc, role.kind + " plugin '" + spec.plugin + "' is installed but broken: " + unusable->problem,
+                "`nexus plugins list` shows every plugin with its status; fix or remove the library");
+    return nullptr;
   }
   if (same_name.empty()) {
     std::sort(names_of_kind.begin(), names_of_kind.end());

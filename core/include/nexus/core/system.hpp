@@ -77,7 +77,11 @@ class ComposedSystem {
 
   // The trainable part on precomputed teacher features (what training on the cache runs):
   // features[i] is teacher i's [B, d_i] output, or undefined where teacher i does not apply.
-  ForwardResult fuse(const std::vector<at::Tensor>& features, const std::string& task = "");
+  // projected[i], where given and defined, is tower i's output for those rows already computed
+  // (a frozen tower on fixed features always gives the same output: incremental training
+  // computes it once instead of every step).
+  ForwardResult fuse(const std::vector<at::Tensor>& features, const std::string& task = "",
+                     const std::vector<at::Tensor>& projected = {});
 
   // The router's context values (task names or modalities), in one-hot column order; empty
   // when the router is not conditioned.

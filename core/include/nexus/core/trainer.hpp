@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 
 namespace nexus {
 class ComposedSystem;
+class Loss;
 namespace cache {
 class FeatureCache;
 }
@@ -28,6 +31,9 @@ struct TaskData {
   std::string task, head;
   std::vector<at::Tensor> train, val;
   at::Tensor train_labels, val_labels;
+  // The previous composite's head outputs on the same rows, for the anti-forgetting term of an
+  // incremental run (TrainOptions::anti_forgetting); undefined otherwise.
+  at::Tensor train_reference, val_reference;
 };
 
 // One split of one task: per teacher (composition order) its cached features, undefined where the
@@ -51,6 +57,12 @@ struct TrainOptions {
   int max_rollbacks = 20;          // then give up: the run is diverging
   double rollback_tolerance = 1.05; // validation loss above this times the best rolls back
   double collapse_ratio = 1e-3;     // shared-space variance below this times the initial one = collapse
+  // Modules (trainable_modules() names) kept exactly as they are: not optimised, always in eval
+  // mode, feature statistics not refit. Frozen towers on fixed features are evaluated once.
+  std::set<std::string> frozen;
+  // Added to a task's loss where TaskData has references: weight * loss(prediction, reference).
+  std::shared_ptr<Loss> anti_forgetting;
+  double anti_forgetting_weight = 0;
 };
 
 struct TrainResult {

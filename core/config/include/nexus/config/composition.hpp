@@ -22,6 +22,9 @@ struct PluginDescriptor {
   std::string name;
   std::string version;
   std::string options_schema;
+  // Non-empty for a component that was found but cannot be used (it failed its probe), with why
+  // and where: named in errors instead of "unknown plugin". Such entries are never resolved to.
+  std::string problem;
 };
 using PluginCatalog = std::vector<PluginDescriptor>;
 
