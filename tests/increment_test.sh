@@ -34,7 +34,7 @@ check "train the base run" 0 "$nexus" train "$tests/cli/train_demo.yaml" --run "
 base_print=$(fingerprint "$work/base")
 
 # A teacher whose width (196) differs from every existing one (784, 49).
-check "add a teacher of a new width" 0 "$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/added" --json
+check "add a teacher of a new width" 0 "$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/added" --steps 300 --json
 expect "only the new tower, its statistics and the router trained; every frozen checksum identical" '
 import json, sys
 p = json.load(open(sys.argv[1]))
@@ -61,7 +61,7 @@ assert abs(e["tasks"][0]["accuracy"] - p["tasks"][0]["after"]) < 1e-12, (e["task
 
 # The same change made by hand in YAML: train --from finds that only `half` is new and reaches
 # bitwise the same weights as add-teacher.
-check "train --from a hand-edited composition" 0 "$nexus" train "$inc/train_demo_plus_half.yaml" --from "$work/base" --run "$work/from" --json
+check "train --from a hand-edited composition" 0 "$nexus" train "$inc/train_demo_plus_half.yaml" --from "$work/base" --run "$work/from" --steps 300 --json
 expect "train --from trains only what is new, to the same weights as add-teacher" '
 import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
@@ -89,17 +89,17 @@ grep -q "broken_tower.yaml:[0-9]*:[0-9]*: error: tower plugin 'throwing_plugin' 
 [ "$(fingerprint "$work/base")" = "$base_print" ] && echo "ok: the base run is still untouched" || { echo "FAIL: the base run changed"; failures=$((failures + 1)); }
 
 # Killed with SIGKILL mid-training, then rerun: refuses to start over, resumes to the same weights.
-"$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/killed" --json >/dev/null 2>&1 &
+"$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/killed" --steps 300 --json >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1200); do
-  grep -qE "step-0000010|step-0000015|step-0000020" "$work/killed.partial/checkpoints/latest" 2>/dev/null && break
+  grep -qE "step-0000005|step-0000010" "$work/killed.partial/checkpoints/latest" 2>/dev/null && break
   sleep 0.02
 done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null; killed=$?
 [ "$killed" = 137 ] && echo "ok: killed add-teacher at $(cat "$work/killed.partial/checkpoints/latest")" || { echo "FAIL: add-teacher ended before the kill (exit $killed)"; failures=$((failures + 1)); }
-check "rerun without --resume refuses the interrupted run" 2 "$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/killed"
+check "rerun without --resume refuses the interrupted run" 2 "$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/killed" --steps 300
 grep -q "killed.partial holds an interrupted run: add --resume" "$work/err" && echo "ok: says how to continue" || { echo "FAIL: interrupted-run message"; cat "$work/err"; failures=$((failures + 1)); }
-check "rerun with --resume" 0 "$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/killed" --resume --json
+check "rerun with --resume" 0 "$nexus" add-teacher "$work/base" --teacher "$inc/wide_teacher.yaml" --out "$work/killed" --steps 300 --resume --json
 expect "the resumed add-teacher reached bitwise the same weights" '
 import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
@@ -121,7 +121,7 @@ check "--force writes it, marked failing" 1 "$nexus" train "$plus_cnn" --from "$
 expect "the forced run is marked failing" 'import json, sys; p = json.load(open(sys.argv[1])); assert p["status"] == "failing" and p["violations"], p' "$work/weak/proof.json"
 
 # A new capability, asked for: a text teacher with a head, loss and task of its own.
-check "add a teacher with a new head when asked" 0 "$nexus" add-teacher "$work/base" --teacher "$inc/text_capability.yaml" --out "$work/text" --json
+check "add a teacher with a new head when asked" 0 "$nexus" add-teacher "$work/base" --teacher "$inc/text_capability.yaml" --out "$work/text" --steps 300 --json
 expect "the new head trains; the old ones stay frozen" '
 import json, sys
 p = json.load(open(sys.argv[1]))

@@ -22,7 +22,8 @@ struct IncrementRequest {
   std::vector<std::string> overrides;
   std::string cache_root;
   double kl_weight = 0.5, kl_temperature = 2.0;
-  int64_t steps = 0;                // 0 = the composition's per-task budget times the tasks trained
+  int64_t steps = 0;                // 0 = a quarter of each task's share of trainer.steps, per task trained
+  int64_t solo_steps = -1;          // of those, new towers alone first (-1 = half)
   bool train_router = true, resume = false, force = false, compare_full = false, json = false, fp16 = false;
 };
 

@@ -97,7 +97,7 @@ nlohmann::json full_retrain(const config::Composition& comp, const registry::Reg
   to.progress = !json;
   const auto result = train(comp, sys, data, to);
   ph.train = since(t);
-  ph.steps = result.steps;
+  ph.steps += result.steps;
   t = Clock::now();
   nlohmann::json ev;
   evaluate_and_report(comp, sys, store, dir.string(), true, &ev);
@@ -282,7 +282,11 @@ int run_increment(const Globals&, const registry::Registry& reg, const Increment
     data.push_back(std::move(d));
   }
   auto tcomp = next_comp;
-  const int64_t steps = plan.trained.empty() || data.empty() ? 0 : a.steps > 0 ? a.steps : probe_budget(next_comp) * int64_t(data.size());
+  // Default budget: a quarter of what each task gets in a full run, per task trained. One tower
+  // per new teacher learns, against fixed heads, and the solo phase gets it there fast (the demo:
+  // 400 steps reach the new teacher's own probe score; a full run of the same composition takes 2400).
+  const int64_t per_task = std::max<int64_t>(1, (probe_budget(next_comp) + 3) / 4);
+  const int64_t steps = plan.trained.empty() || data.empty() ? 0 : a.steps > 0 ? a.steps : per_task * int64_t(data.size());
   tcomp.trainer.steps = steps;
   tcomp.trainer.warmup_steps = std::min(tcomp.trainer.warmup_steps, steps / 4);
   TrainOptions to;
@@ -299,10 +303,45 @@ int run_increment(const Globals&, const registry::Registry& reg, const Increment
   spdlog::info("training {} on {} for {} steps; frozen: {}", join(plan.trained), join(trained_tasks), steps,
                plan.frozen.size());
   t = Clock::now();
+  // Phase 1, solo: each new tower alone drives the (frozen) heads of the tasks its teacher serves;
+  // the router, with one teacher to weigh there, has no say. Next to trained towers a fresh one
+  // would be gated away before it learnt anything (to the router it is noise), and gated away it
+  // gets almost no gradient: the composite then creeps up over thousands of steps instead of
+  // hundreds. Phase 2 trains the towers and the router together on the real mixture.
+  const int64_t solo_steps = steps == 0 || plan.added_teachers.empty() ? 0 : a.solo_steps >= 0 ? std::min(a.solo_steps, steps) : steps / 2;
+  if (solo_steps > 0 && !fs::exists(staging / "checkpoints" / "latest")) {
+    std::vector<TaskData> solo;
+    for (const auto& d : data) {
+      TaskData sd = d;
+      sd.train_reference = sd.val_reference = at::Tensor();
+      bool served = false;
+      for (size_t i = 0; i < next_sys.teachers().size(); ++i) {
+        if (contains(plan.added_teachers, next_sys.teachers()[i].name)) {
+          served = served || sd.train[i].defined();
+        } else {
+          sd.train[i] = sd.val[i] = at::Tensor();
+        }
+      }
+      if (served) solo.push_back(std::move(sd));
+    }
+    if (!solo.empty()) {
+      auto scomp = tcomp;
+      scomp.trainer.steps = solo_steps;
+      scomp.trainer.warmup_steps = std::min(next_comp.trainer.warmup_steps, solo_steps / 4);
+      TrainOptions so = to;
+      so.run_dir = (staging / "solo").string();
+      so.frozen.insert("router");
+      so.anti_forgetting = nullptr;
+      spdlog::info("solo phase: {} steps", solo_steps);
+      ph.steps += train(scomp, next_sys, solo, so).steps;
+    }
+  }
+  tcomp.trainer.steps = steps - solo_steps;
+  tcomp.trainer.warmup_steps = std::min(next_comp.trainer.warmup_steps, tcomp.trainer.steps / 4);
   // Training on no task still writes the carried-over weights as the run's checkpoint.
   const auto result = train(tcomp, next_sys, data.empty() ? all : data, to);
   ph.train = since(t);
-  ph.steps = result.steps;
+  ph.steps += result.steps;
 
   // The proof is taken from what is on disk, as every later command will read it.
   load_run_weights(next_sys, staging.string());
@@ -454,7 +493,8 @@ void add_common_options(po::options_description& opts, IncrementRequest& a) {
   opts.add_options()("kl-weight", po::value(&a.kl_weight)->default_value(a.kl_weight),
                      "weight of the anti-forgetting KL term between the old and the new composite on the old tasks")
       ("kl-temperature", po::value(&a.kl_temperature)->default_value(a.kl_temperature), "its softmax temperature")
-      ("steps", po::value(&a.steps), "training steps (default: the composition's per-task budget times the tasks trained)")
+      ("steps", po::value(&a.steps), "training steps (default: a quarter of a task's share of the composition's steps, per task trained)")
+      ("solo-steps", po::value(&a.solo_steps), "of those, steps in which each new tower trains alone first (default: half)")
       ("force", po::bool_switch(&a.force), "write the run even when a task misses its retention contract (marked failing)")
       ("compare-full", po::bool_switch(&a.compare_full), "also train the final composition from scratch and compare wall times")
       ("resume", po::bool_switch(&a.resume), "continue an interrupted run (<out>.partial)")

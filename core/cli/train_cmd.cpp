@@ -60,7 +60,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("json", po::bool_switch(&json), "machine-readable summary on stdout")
       ("from", po::value(&inc.base_run), "a trained run: train only what FILE adds to it")
       ("kl-weight", po::value(&inc.kl_weight)->default_value(inc.kl_weight), "with --from: weight of the anti-forgetting KL term")
-      ("steps", po::value(&inc.steps), "with --from: training steps (default: per-task budget times the tasks trained)")
+      ("steps", po::value(&inc.steps), "with --from: training steps (default: a quarter of a task's share of trainer.steps, per task trained)")
       ("force", po::bool_switch(&inc.force), "with --from: write the run even when a retention contract fails")
       ("compare-full", po::bool_switch(&inc.compare_full), "with --from: also train FILE from scratch and compare wall times");
   if (!parse_command(args, opts, {{"file", &file}})) return kOk;

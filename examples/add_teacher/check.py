@@ -1,8 +1,10 @@
 """Checks the proofs that examples/add_teacher/run.sh produced; prints the figures.
 
-Usage: check.py WORK_DIR. Exits 1 naming every expectation that does not hold.
+Usage: check.py WORK_DIR. Exits 1 naming every expectation that does not hold. With
+NEXUS_DEMO_NO_TIMING=1 (CI: shared, noisy machines) the wall-time ratio is reported, not asserted.
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +36,8 @@ expect(frozen and all(c["identical"] for c in frozen),
        f"{len(frozen)} frozen components, checksums identical: {', '.join(c['name'] for c in frozen)}")
 expect(sorted(added["trained"]) == ["norm.minilm", "router", "tower.minilm"], f"trained only {added['trained']}")
 inc, full = added["timing"], added["full_retrain"]["timing"]
-expect(added["ratio_train_and_eval"] <= 0.25,
+timing_ok = added["ratio_train_and_eval"] <= 0.25 or os.environ.get("NEXUS_DEMO_NO_TIMING") == "1"
+expect(timing_ok,
        f"wall time: incremental {inc['train_and_eval_seconds']:.1f} s (training {inc['train_seconds']:.1f} s, "
        f"evaluation {inc['eval_seconds']:.1f} s) vs full retrain {full['train_and_eval_seconds']:.1f} s "
        f"(training {full['train_seconds']:.1f} s, evaluation {full['eval_seconds']:.1f} s): "
