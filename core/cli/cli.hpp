@@ -53,6 +53,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args);
 int cmd_eval(const Globals& g, const std::vector<std::string>& args);
 
 int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args);
+int cmd_serve(const Globals& g, const std::vector<std::string>& args);
 int cmd_remove_teacher(const Globals& g, const std::vector<std::string>& args);
 
 // RUN/run.json: which composition (absolute path, content hash) and overrides made the run, so

@@ -26,6 +26,7 @@ const char* kCommands =
     "  eval RUN             score a run against its teachers' own probes (retention)\n"
     "  add-teacher RUN      add a teacher to a trained run, training only its tower and the router\n"
     "  remove-teacher RUN   drop a teacher from a trained run; report the tasks that are lost\n"
+    "  serve RUN            serve a run over HTTP/JSON; swap runs in without a restart\n"
     "  version              print the version and plugin ABI\n"
     "Run `nexus COMMAND --help` for a command's options.\n";
 
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return cmd_eval(g, rest);
     if (command == "add-teacher") return cmd_add_teacher(g, rest);
     if (command == "remove-teacher") return cmd_remove_teacher(g, rest);
+    if (command == "serve") return cmd_serve(g, rest);
     if (command == "version") {
       std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
       return kOk;

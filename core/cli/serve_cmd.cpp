@@ -1,0 +1,385 @@
+// nexus serve RUN: the composed system behind an HTTP/JSON API (cpp-httplib), with an admin
+// endpoint that swaps in another run atomically.
+#include <httplib.h>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <nexus/plugin_api.hpp>
+#include <nexus/sha256.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "cli.hpp"
+#include "nexus/config/composition.hpp"
+#include "nexus/core/evaluation.hpp"
+#include "nexus/core/incremental.hpp"
+#include "nexus/core/system.hpp"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace nexus::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Bad request content: answered with this status and message, never a crash.
+struct RequestError : std::runtime_error {
+  int status;
+  RequestError(int s, const std::string& m) : std::runtime_error(m), status(s) {}
+};
+
+// One loaded run. Immutable once built: a swap replaces the whole snapshot, and a request holds
+// the snapshot it started with until it has answered, so every response comes entirely from one.
+struct Snapshot {
+  std::string run_dir, version;
+  config::Composition composition;
+  std::unique_ptr<ComposedSystem> system;
+  std::map<std::string, std::string> head_of_task, modality_of_task;
+  std::map<std::string, std::vector<int64_t>> sample_shape;  // per tensor modality: one input's shape
+  mutable std::mutex forward;                                // modules are not re-entrant
+};
+
+std::shared_ptr<const Snapshot> load_snapshot(const std::string& run_dir, const registry::Registry& reg) {
+  const auto info = read_run_info(run_dir);
+  auto snap = std::make_shared<Snapshot>();
+  snap->run_dir = fs::absolute(run_dir).lexically_normal().string();
+  snap->composition = config::load_composition(info.composition, info.overrides, plugin_catalog(reg));
+  snap->system = std::make_unique<ComposedSystem>(ComposedSystem::build(snap->composition, reg));
+  const auto ckpt = load_run_weights(*snap->system, run_dir);
+  // The version names the folder, the checkpoint and the weights themselves (two runs in folders
+  // of the same name are still told apart).
+  Sha256 weights;
+  for (const auto& [name, module] : snap->system->trainable_modules()) weights.update(module_digest(*snap->system, name));
+  snap->version = fs::path(snap->run_dir).filename().string() + "@" + fs::path(ckpt).filename().string() + "#" +
+                  weights.hex().substr(0, 12);
+  for (const auto& h : snap->composition.heads) {
+    snap->head_of_task[h.task] = h.name;
+    snap->modality_of_task[h.task] = snap->composition.tasks.at(h.task).modality;
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& t : snap->system->teachers()) {
+    const auto m = to_string(t.teacher->modality());
+    if (m == "text") continue;
+    const auto example = t.teacher->example_input(1).tensor;
+    snap->sample_shape[m] = std::vector<int64_t>(example.sizes().begin() + 1, example.sizes().end());
+  }
+  // Smoke check: every teacher's own example through the whole system, every head finite.
+  for (const auto& t : snap->system->teachers()) {
+    const auto m = to_string(t.teacher->modality());
+    std::string task;
+    for (const auto& [name, modality] : snap->modality_of_task)
+      if (modality == m) task = name;
+    if (task.empty()) continue;
+    const auto r = snap->system->forward(t.teacher->example_input(2), m, task);
+    for (const auto& [head, out] : r.heads)
+      if (!out.isfinite().all().item<bool>())
+        throw std::runtime_error("smoke check failed: head '" + head + "' gives non-finite outputs on teacher '" + t.name + "''s example input");
+  }
+  return snap;
+}
+
+// Per-endpoint counters and latency histograms, in Prometheus text format.
+class Metrics {
+ public:
+  void request(const std::string& endpoint, int status, double seconds) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++requests_[{endpoint, status}];
+    auto& h = latency_[endpoint];
+    if (h.buckets.empty()) h.buckets.assign(kBounds.size(), 0);
+    for (size_t i = 0; i < kBounds.size(); ++i)
+      if (seconds <= kBounds[i]) ++h.buckets[i];
+    ++h.count;
+    h.sum += seconds;
+  }
+  void routed(const std::vector<std::string>& teachers, const at::Tensor& selected) {
+    const auto counts = selected.to(torch::kLong).sum(0);
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < teachers.size(); ++i) routed_[teachers[i]] += counts[int64_t(i)].item<int64_t>();
+  }
+  void swap(bool ok) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++(ok ? swaps_ : failed_swaps_);
+  }
+  std::string text(const std::string& version) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out = "# HELP nexus_requests_total Requests answered, by endpoint and HTTP status.\n"
+                      "# TYPE nexus_requests_total counter\n";
+    for (const auto& [key, n] : requests_)
+      out += "nexus_requests_total{endpoint=\"" + key.first + "\",code=\"" + std::to_string(key.second) + "\"} " +
+             std::to_string(n) + "\n";
+    out += "# HELP nexus_request_seconds Request latency.\n# TYPE nexus_request_seconds histogram\n";
+    for (const auto& [endpoint, h] : latency_) {
+      for (size_t i = 0; i < kBounds.size(); ++i)
+        out += "nexus_request_seconds_bucket{endpoint=\"" + endpoint + "\",le=\"" + fmt(kBounds[i]) + "\"} " +
+               std::to_string(h.buckets[i]) + "\n";
+      out += "nexus_request_seconds_bucket{endpoint=\"" + endpoint + "\",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+      out += "nexus_request_seconds_sum{endpoint=\"" + endpoint + "\"} " + fmt(h.sum) + "\n";
+      out += "nexus_request_seconds_count{endpoint=\"" + endpoint + "\"} " + std::to_string(h.count) + "\n";
+    }
+    out += "# HELP nexus_tower_routed_total Inputs routed to each tower (selected by the router).\n"
+           "# TYPE nexus_tower_routed_total counter\n";
+    for (const auto& [t, n] : routed_) out += "nexus_tower_routed_total{tower=\"" + t + "\"} " + std::to_string(n) + "\n";
+    out += "# HELP nexus_swaps_total Runs swapped in.\n# TYPE nexus_swaps_total counter\nnexus_swaps_total " +
+           std::to_string(swaps_) + "\n";
+    out += "# HELP nexus_swaps_rejected_total Swaps refused (load or smoke check failed).\n"
+           "# TYPE nexus_swaps_rejected_total counter\nnexus_swaps_rejected_total " + std::to_string(failed_swaps_) + "\n";
+    out += "# HELP nexus_serving_info The run being served.\n# TYPE nexus_serving_info gauge\nnexus_serving_info{version=\"" +
+           version + "\"} 1\n";
+    return out;
+  }
+
+ private:
+  static std::string fmt(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+  }
+  struct Histogram {
+    std::vector<int64_t> buckets;
+    int64_t count = 0;
+    double sum = 0;
+  };
+  inline static const std::vector<double> kBounds{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  std::map<std::string, int64_t> routed_;
+  int64_t swaps_ = 0, failed_swaps_ = 0;
+};
+
+nlohmann::json parse_body(const httplib::Request& req) {
+  try {
+    auto j = nlohmann::json::parse(req.body);
+    if (!j.is_object()) throw RequestError(400, "the body must be a JSON object");
+    return j;
+  } catch (const nlohmann::json::parse_error& e) {
+    throw RequestError(400, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+constexpr int64_t kMaxBatch = 256;
+
+// The request's inputs as a teacher batch for the task's modality.
+TeacherInput read_inputs(const Snapshot& s, const std::string& modality, const nlohmann::json& body) {
+  const auto it = body.find("inputs");
+  if (it == body.end() || !it->is_array() || it->empty())
+    throw RequestError(400, "'inputs' must be a non-empty array (texts, or images as arrays of numbers)");
+  if (int64_t(it->size()) > kMaxBatch)
+    throw RequestError(400, "at most " + std::to_string(kMaxBatch) + " inputs per request, got " + std::to_string(it->size()));
+  TeacherInput in;
+  if (modality == "text") {
+    for (const auto& x : *it) {
+      if (!x.is_string()) throw RequestError(400, "'inputs' of a text task must be strings");
+      in.texts.push_back(x.get<std::string>());
+    }
+    return in;
+  }
+  const auto& shape = s.sample_shape.at(modality);
+  int64_t numel = 1;
+  for (auto d : shape) numel *= d;
+  std::vector<float> values;
+  values.reserve(size_t(numel) * it->size());
+  for (const auto& x : *it) {
+    const auto before = values.size();
+    std::function<void(const nlohmann::json&)> flatten = [&](const nlohmann::json& v) {
+      if (v.is_array()) {
+        for (const auto& e : v) flatten(e);
+      } else if (v.is_number()) {
+        values.push_back(v.get<float>() / 255.0f);  // pixel values 0-255, as in the datasets
+      } else {
+        throw RequestError(400, "an image must be an array of numbers (0-255)");
+      }
+    };
+    flatten(x);
+    if (int64_t(values.size() - before) != numel) {
+      std::string want;
+      for (auto d : shape) want += (want.empty() ? "" : "x") + std::to_string(d);
+      throw RequestError(400, "an image must have " + std::to_string(numel) + " values (" + want + "), got " +
+                                  std::to_string(values.size() - before));
+    }
+  }
+  std::vector<int64_t> full{int64_t(it->size())};
+  full.insert(full.end(), shape.begin(), shape.end());
+  in.tensor = torch::from_blob(values.data(), full, torch::kFloat).clone();
+  if (!in.tensor.isfinite().all().item<bool>()) throw RequestError(400, "an image holds a non-finite value");
+  return in;
+}
+
+}  // namespace
+
+int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
+  std::string run_dir, host = "127.0.0.1", token_file;
+  int port = 8080;
+  size_t max_body = 8 << 20;
+  po::options_description opts(
+      "Usage: nexus serve RUN [--port N] [--host ADDR] [--admin-token-file F]\n\n"
+      "Serves a trained run over HTTP/JSON (loopback by default):\n"
+      "  POST /v1/predict  {\"task\": T, \"inputs\": [...], \"routing\": false}  -> per input the label and scores\n"
+      "  POST /v1/embed    {\"task\": T, \"inputs\": [...]}                       -> shared-space vectors\n"
+      "  GET  /healthz, /readyz, /metrics (Prometheus text)\n"
+      "  POST /admin/swap  {\"run\": DIR}   swap in another run atomically (needs the admin token as\n"
+      "                    'Authorization: Bearer TOKEN'; the token comes from --admin-token-file or\n"
+      "                    $NEXUS_ADMIN_TOKEN, and without one the admin endpoints are off)\n"
+      "Text inputs are strings; images are arrays of pixel values 0-255 in the teacher's input shape.\n"
+      "Every response names the run version that served it.\n\nOptions");
+  opts.add_options()("port", po::value(&port)->default_value(port), "TCP port (0 = any free port, printed on start)")
+      ("host", po::value(&host)->default_value(host), "address to bind (loopback by default)")
+      ("admin-token-file", po::value(&token_file), "file holding the admin token")
+      ("max-body", po::value(&max_body)->default_value(max_body), "largest request body in bytes (larger: 413)");
+  if (!parse_command(args, opts, {{"run", &run_dir}})) return kOk;
+  if (run_dir.empty()) throw UsageError("serve needs a RUN folder (written by `nexus train`)");
+  std::string token;
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in) throw UsageError("cannot read the admin token file " + token_file);
+    in >> token;
+    if (token.empty()) throw UsageError("the admin token file " + token_file + " is empty");
+  } else if (const char* env = std::getenv("NEXUS_ADMIN_TOKEN")) {
+    token = env;
+  }
+
+  // The registry outlives every snapshot: plugin libraries stay mapped while any code from them
+  // may run (a swapped-out snapshot is freed when its last request has answered).
+  const auto reg = scanned_registry(g);
+  std::shared_ptr<const Snapshot> current = load_snapshot(run_dir, reg);
+  auto snapshot = [&] { return std::atomic_load(&current); };
+  std::mutex swap_mutex;
+  Metrics metrics;
+
+  httplib::Server srv;
+  srv.set_payload_max_length(max_body);
+  auto reply = [](httplib::Response& res, int status, const nlohmann::json& j) {
+    res.status = status;
+    // Error messages may quote the request's bytes: never let invalid UTF-8 turn a 400 into a 500.
+    res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+  };
+  // Every JSON endpoint: timed, counted, and bad input answered with its status and a message.
+  auto endpoint = [&](const std::string& name, auto handler) {
+    return [&, name, handler](const httplib::Request& req, httplib::Response& res) {
+      const auto start = Clock::now();
+      try {
+        handler(req, res);
+      } catch (const RequestError& e) {
+        reply(res, e.status, {{"error", e.what()}});
+      } catch (const std::exception& e) {
+        spdlog::error("{}: {}", name, e.what());
+        reply(res, 500, {{"error", std::string("internal error: ") + e.what()}});
+      }
+      metrics.request(name, res.status, std::chrono::duration<double>(Clock::now() - start).count());
+    };
+  };
+  auto run_forward = [&](const Snapshot& s, const nlohmann::json& body, std::string& task) {
+    const auto t = body.find("task");
+    if (t == body.end() || !t->is_string()) throw RequestError(400, "'task' (a string) is required");
+    task = t->get<std::string>();
+    if (!s.head_of_task.count(task)) {
+      std::string known;
+      for (const auto& [name, h] : s.head_of_task) known += (known.empty() ? "" : ", ") + name;
+      throw RequestError(404, "unknown task '" + task + "' (this run serves " + known + ")");
+    }
+    const auto modality = s.modality_of_task.at(task);
+    const auto inputs = read_inputs(s, modality, body);
+    torch::NoGradGuard no_grad;
+    std::lock_guard<std::mutex> lock(s.forward);
+    try {
+      return s.system->forward(inputs, modality, task);
+    } catch (const std::exception& e) {
+      throw RequestError(422, std::string("the system could not process these inputs: ") + e.what());
+    }
+  };
+
+  srv.Get("/healthz", endpoint("healthz", [&](const httplib::Request&, httplib::Response& res) {
+            reply(res, 200, {{"status", "ok"}});
+          }));
+  srv.Get("/readyz", endpoint("readyz", [&](const httplib::Request&, httplib::Response& res) {
+            const auto s = snapshot();
+            reply(res, s ? 200 : 503, {{"ready", bool(s)}, {"version", s ? s->version : ""}});
+          }));
+  srv.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.text(snapshot()->version), "text/plain; version=0.0.4");
+  });
+  srv.Post("/v1/predict", endpoint("predict", [&](const httplib::Request& req, httplib::Response& res) {
+             const auto body = parse_body(req);
+             const auto s = snapshot();  // this request is served by this snapshot, whatever swaps meanwhile
+             std::string task;
+             const auto r = run_forward(*s, body, task);
+             const auto probs = torch::softmax(r.heads.at(s->head_of_task.at(task)), 1);
+             std::vector<std::string> names;
+             for (const auto& t : s->system->teachers()) names.push_back(t.name);
+             metrics.routed(names, r.selected);
+             nlohmann::json preds = nlohmann::json::array();
+             for (int64_t i = 0; i < probs.size(0); ++i) {
+               const auto row = probs[i].contiguous();
+               const std::vector<float> scores(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+               nlohmann::json p{{"label", row.argmax().item<int64_t>()}, {"scores", scores}};
+               if (body.value("routing", false)) {
+                 nlohmann::json w = nlohmann::json::object();
+                 for (size_t k = 0; k < names.size(); ++k) w[names[k]] = r.weights[i][int64_t(k)].item<double>();
+                 p["routing"] = w;
+               }
+               preds.push_back(p);
+             }
+             reply(res, 200, {{"version", s->version}, {"task", task}, {"predictions", preds}});
+           }));
+  srv.Post("/v1/embed", endpoint("embed", [&](const httplib::Request& req, httplib::Response& res) {
+             const auto body = parse_body(req);
+             const auto s = snapshot();
+             std::string task;
+             const auto r = run_forward(*s, body, task);
+             nlohmann::json rows = nlohmann::json::array();
+             const auto z = r.shared.contiguous();
+             for (int64_t i = 0; i < z.size(0); ++i)
+               rows.push_back(std::vector<float>(z[i].data_ptr<float>(), z[i].data_ptr<float>() + z.size(1)));
+             reply(res, 200, {{"version", s->version}, {"task", task}, {"embeddings", rows}});
+           }));
+  srv.Post("/admin/swap", endpoint("swap", [&](const httplib::Request& req, httplib::Response& res) {
+             if (token.empty()) throw RequestError(403, "admin endpoints are off: start the server with --admin-token-file or NEXUS_ADMIN_TOKEN");
+             if (req.get_header_value("Authorization") != "Bearer " + token) throw RequestError(401, "missing or wrong admin token");
+             const auto body = parse_body(req);
+             const auto run = body.find("run");
+             if (run == body.end() || !run->is_string()) throw RequestError(400, "'run' (a run folder) is required");
+             std::lock_guard<std::mutex> lock(swap_mutex);  // one swap at a time; requests go on meanwhile
+             std::shared_ptr<const Snapshot> next;
+             try {
+               next = load_snapshot(run->get<std::string>(), reg);
+             } catch (const std::exception& e) {
+               metrics.swap(false);
+               throw RequestError(422, "swap rejected, still serving " + snapshot()->version + ": " + e.what());
+             }
+             const auto previous = snapshot()->version;
+             std::atomic_store(&current, next);
+             metrics.swap(true);
+             spdlog::info("swapped {} -> {}", previous, next->version);
+             reply(res, 200, {{"version", next->version}, {"previous", previous}});
+           }));
+  srv.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    res.status = 500;
+    res.set_content(R"({"error":"internal error"})", "application/json");
+  });
+
+  const int bound = port == 0 ? srv.bind_to_any_port(host) : (srv.bind_to_port(host, port) ? port : -1);
+  if (bound < 0) throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port));
+  std::cout << "nexus serve: " << snapshot()->version << " on http://" << host << ":" << bound << "\n" << std::flush;
+  static httplib::Server* running = nullptr;
+  running = &srv;
+  std::signal(SIGINT, [](int) { if (running) running->stop(); });
+  std::signal(SIGTERM, [](int) { if (running) running->stop(); });
+  srv.listen_after_bind();
+  return kOk;
+}
+
+}  // namespace nexus::cli

@@ -1,0 +1,144 @@
+"""End-to-end checks of `nexus serve`: predictions and embeddings over HTTP, bad input answered
+with a 4xx and never a crash (1,000+ malformed requests), the admin token, and atomic swaps
+(a broken run is rejected and the old one keeps serving).
+
+Usage: serve_test.py NEXUS_BINARY SOURCE_TESTS_DIR
+"""
+import http.client
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+nexus, tests = sys.argv[1], Path(sys.argv[2])
+work = Path(tempfile.mkdtemp())
+env = dict(os.environ, NEXUS_CACHE_DIR=str(work / "cache"))
+env.pop("NEXUS_PLUGIN_PATH", None)
+failures = []
+
+
+def expect(ok, what):
+    print(("ok: " if ok else "FAIL: ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def run(*args):
+    subprocess.run([nexus, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+demo = str(tests / "cli" / "train_demo.yaml")
+run("train", demo, "--run", str(work / "a"), "--no-eval", "--set", "trainer.steps=100")
+run("train", demo, "--run", str(work / "b"), "--no-eval", "--set", "trainer.steps=100", "--set", "trainer.seed=8")
+broken = work / "broken"
+shutil.copytree(work / "b", broken)
+best = (broken / "checkpoints" / "best").read_text().strip()
+(broken / "checkpoints" / best / "head.clothes.pt").write_bytes(b"not a checkpoint")
+(work / "token").write_text("s3cret\n")
+
+server = subprocess.Popen([nexus, "serve", str(work / "a"), "--port", "0", "--admin-token-file", str(work / "token"),
+                           "--max-body", "200000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+try:
+    line = server.stdout.readline()
+    port = int(line.rsplit(":", 1)[1])
+    expect(line.startswith("nexus serve: a@") and "127.0.0.1" in line, f"listening on loopback: {line.strip()}")
+
+    def request(method, path, body=None, headers=None, raw=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        c.request(method, path, body=data, headers=headers or {})
+        r = c.getresponse()
+        payload = r.read()
+        c.close()
+        try:
+            return r.status, json.loads(payload)
+        except ValueError:
+            return r.status, payload.decode()
+
+    status, health = request("GET", "/healthz")
+    expect(status == 200 and health == {"status": "ok"}, "healthz")
+    status, ready = request("GET", "/readyz")
+    expect(status == 200 and ready["ready"] and ready["version"].startswith("a@"), "readyz names the version")
+
+    rng = random.Random(0)
+    images = [[rng.randrange(256) for _ in range(784)] for _ in range(8)]
+    status, pred = request("POST", "/v1/predict", {"task": "fashion", "inputs": images, "routing": True})
+    preds = pred.get("predictions", []) if isinstance(pred, dict) else []
+    expect(status == 200 and len(preds) == 8 and all(abs(sum(p["scores"]) - 1) < 1e-4 for p in preds)
+           and all(0 <= p["label"] < 10 for p in preds) and all(set(p["routing"]) == {"pixels", "pooled"} for p in preds),
+           "predict: 8 images, labels, normalised scores, routing weights")
+    nested = [[img[r * 28:(r + 1) * 28] for r in range(28)] for img in images]
+    status, pred2 = request("POST", "/v1/predict", {"task": "fashion", "inputs": nested})
+    expect(status == 200 and [p["label"] for p in pred2["predictions"]] == [p["label"] for p in preds],
+           "an image given as 28 rows of 28 gives the same predictions")
+    status, emb = request("POST", "/v1/embed", {"task": "fashion", "inputs": images[:3]})
+    expect(status == 200 and len(emb["embeddings"]) == 3 and len(emb["embeddings"][0]) == 32, "embed: 3 x 32 shared-space vectors")
+
+    # Malformed requests: each must get its 4xx and a message; the server must keep answering.
+    bad = [
+        ("malformed JSON", dict(raw=b"{not json"), 400),
+        ("a JSON array body", dict(body=[1, 2]), 400),
+        ("no task", dict(body={"inputs": images[:1]}), 400),
+        ("a task of the wrong type", dict(body={"task": 3, "inputs": images[:1]}), 400),
+        ("an unknown task", dict(body={"task": "nosuch", "inputs": images[:1]}), 404),
+        ("no inputs", dict(body={"task": "fashion"}), 400),
+        ("empty inputs", dict(body={"task": "fashion", "inputs": []}), 400),
+        ("an image of the wrong shape", dict(body={"task": "fashion", "inputs": [[1, 2, 3]]}), 400),
+        ("an image holding a string", dict(body={"task": "fashion", "inputs": [["x"] * 784]}), 400),
+        ("too many inputs", dict(body={"task": "fashion", "inputs": [[0]] * 257}), 400),
+        ("an oversized body", dict(raw=b"[" + b"0," * 150000 + b"0]"), 413),
+        ("binary garbage", dict(raw=bytes(rng.randrange(256) for _ in range(300))), 400),
+    ]
+    counts = {}
+    for i in range(1100):
+        what, kw, want = bad[i % len(bad)]
+        status, body = request("POST", "/v1/predict", **kw)
+        ok = status == want and (want == 413 or (isinstance(body, dict) and body.get("error")))
+        counts[what] = counts.get(what, 0) + (0 if ok else 1)
+    expect(server.poll() is None and not any(counts.values()),
+           f"1,100 malformed requests ({len(bad)} kinds) each answered with its 4xx: wrong answers {counts}")
+    status, again = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    plain = [{k: v for k, v in p.items() if k != "routing"} for p in preds]
+    expect(status == 200 and again["predictions"] == plain and again["version"] == pred["version"],
+           "still answering, with the same predictions")
+
+    # Admin: the token is required; a swap is atomic; a broken run is rejected and service goes on.
+    status, _ = request("POST", "/admin/swap", {"run": str(work / "b")})
+    expect(status == 401, "swap without the token: 401")
+    status, _ = request("POST", "/admin/swap", {"run": str(work / "b")}, {"Authorization": "Bearer wrong"})
+    expect(status == 401, "swap with a wrong token: 401")
+    auth = {"Authorization": "Bearer s3cret"}
+    status, swapped = request("POST", "/admin/swap", {"run": str(work / "b")}, auth)
+    expect(status == 200 and swapped["version"].startswith("b@") and swapped["previous"] == pred["version"],
+           f"swap to run b: {swapped}")
+    status, pb = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    expect(status == 200 and pb["version"] == swapped["version"], "responses now name run b")
+    status, rejected = request("POST", "/admin/swap", {"run": str(broken)}, auth)
+    expect(status == 422 and "corrupt checkpoint" in rejected.get("error", "") and swapped["version"] in rejected["error"],
+           f"a swap to a run with a corrupt checkpoint is rejected with its reason: {rejected.get('error', '')[:160]}")
+    status, pb2 = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    expect(status == 200 and pb2 == pb, "the old run keeps serving after the rejected swap")
+    status, back = request("POST", "/admin/swap", {"run": str(work / "a")}, auth)
+    status, pa = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    expect(pa["predictions"] == plain and pa["version"] == pred["version"], "swapping back gives run a's predictions again")
+    status, metrics = request("GET", "/metrics")
+    expect(status == 200 and 'nexus_requests_total{endpoint="predict",code="400"}' in metrics
+           and "nexus_swaps_total 2" in metrics and "nexus_swaps_rejected_total 1" in metrics
+           and 'nexus_tower_routed_total{tower="pixels"}' in metrics and "nexus_request_seconds_bucket" in metrics,
+           "metrics: requests by code, latency histogram, routing counts, swaps")
+finally:
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+expect(server.returncode == 0, f"clean shutdown on SIGTERM (exit {server.returncode})")
+print(f"serve: {len(failures)} failed")
+sys.exit(1 if failures else 0)
