@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,8 +41,10 @@ shutil.copytree(work / "b", broken)
 best = (broken / "checkpoints" / "best").read_text().strip()
 (broken / "checkpoints" / best / "head.clothes.pt").write_bytes(b"not a checkpoint")
 (work / "token").write_text("s3cret\n")
+(work / "live").symlink_to(work / "b")  # what a deploy re-points; SIGHUP re-reads it
 
 server = subprocess.Popen([nexus, "serve", str(work / "a"), "--port", "0", "--admin-token-file", str(work / "token"),
+                           "--watch", str(work / "live"),
                            "--max-body", "200000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 try:
     line = server.stdout.readline()
@@ -126,9 +129,17 @@ try:
     status, back = request("POST", "/admin/swap", {"run": str(work / "a")}, auth)
     status, pa = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     expect(pa["predictions"] == plain and pa["version"] == pred["version"], "swapping back gives run a's predictions again")
+    # SIGHUP re-reads the watched folder (a symlink to run b) and swaps it in.
+    server.send_signal(signal.SIGHUP)
+    for _ in range(200):
+        status, ready = request("GET", "/readyz")
+        if ready["version"].startswith("b@"):
+            break
+        time.sleep(0.05)
+    expect(ready["version"] == swapped["version"], f"SIGHUP swapped in the watched run: {ready['version']}")
     status, metrics = request("GET", "/metrics")
     expect(status == 200 and 'nexus_requests_total{endpoint="predict",code="400"}' in metrics
-           and "nexus_swaps_total 2" in metrics and "nexus_swaps_rejected_total 1" in metrics
+           and "nexus_swaps_total 3" in metrics and "nexus_swaps_rejected_total 1" in metrics
            and 'nexus_tower_routed_total{tower="pixels"}' in metrics and "nexus_request_seconds_bucket" in metrics,
            "metrics: requests by code, latency histogram, routing counts, swaps")
 finally:

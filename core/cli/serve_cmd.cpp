@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "cli.hpp"
 #include "nexus/config/composition.hpp"
@@ -56,7 +57,7 @@ struct Snapshot {
 std::shared_ptr<const Snapshot> load_snapshot(const std::string& run_dir, const registry::Registry& reg) {
   const auto info = read_run_info(run_dir);
   auto snap = std::make_shared<Snapshot>();
-  snap->run_dir = fs::absolute(run_dir).lexically_normal().string();
+  snap->run_dir = fs::weakly_canonical(fs::absolute(run_dir)).string();  // a symlink names its target
   snap->composition = config::load_composition(info.composition, info.overrides, plugin_catalog(reg));
   snap->system = std::make_unique<ComposedSystem>(ComposedSystem::build(snap->composition, reg));
   const auto ckpt = load_run_weights(*snap->system, run_dir);
@@ -222,7 +223,7 @@ TeacherInput read_inputs(const Snapshot& s, const std::string& modality, const n
 }  // namespace
 
 int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
-  std::string run_dir, host = "127.0.0.1", token_file;
+  std::string run_dir, host = "127.0.0.1", token_file, watch_dir;
   int port = 8080;
   size_t max_body = 8 << 20;
   po::options_description opts(
@@ -235,13 +236,16 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       "                    'Authorization: Bearer TOKEN'; the token comes from --admin-token-file or\n"
       "                    $NEXUS_ADMIN_TOKEN, and without one the admin endpoints are off)\n"
       "Text inputs are strings; images are arrays of pixel values 0-255 in the teacher's input shape.\n"
-      "Every response names the run version that served it.\n\nOptions");
+      "Every response names the run version that served it. SIGHUP re-reads the --watch folder and\n"
+      "swaps it in the same way.\n\nOptions");
   opts.add_options()("port", po::value(&port)->default_value(port), "TCP port (0 = any free port, printed on start)")
       ("host", po::value(&host)->default_value(host), "address to bind (loopback by default)")
       ("admin-token-file", po::value(&token_file), "file holding the admin token")
-      ("max-body", po::value(&max_body)->default_value(max_body), "largest request body in bytes (larger: 413)");
+      ("max-body", po::value(&max_body)->default_value(max_body), "largest request body in bytes (larger: 413)")
+      ("watch", po::value(&watch_dir), "run folder re-read on SIGHUP (default: RUN)");
   if (!parse_command(args, opts, {{"run", &run_dir}})) return kOk;
   if (run_dir.empty()) throw UsageError("serve needs a RUN folder (written by `nexus train`)");
+  if (watch_dir.empty()) watch_dir = run_dir;
   std::string token;
   if (!token_file.empty()) {
     std::ifstream in(token_file);
@@ -259,6 +263,24 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   auto snapshot = [&] { return std::atomic_load(&current); };
   std::mutex swap_mutex;
   Metrics metrics;
+
+  // Loads and smoke-checks a run, then swaps it in; on failure the current run keeps serving.
+  // Returns the previous and the new version.
+  auto swap_to = [&](const std::string& dir) -> std::pair<std::string, std::string> {
+    std::lock_guard<std::mutex> lock(swap_mutex);  // one swap at a time; requests go on meanwhile
+    std::shared_ptr<const Snapshot> next;
+    try {
+      next = load_snapshot(dir, reg);
+    } catch (const std::exception& e) {
+      metrics.swap(false);
+      throw RequestError(422, "swap rejected, still serving " + snapshot()->version + ": " + e.what());
+    }
+    const auto previous = snapshot()->version;
+    std::atomic_store(&current, next);
+    metrics.swap(true);
+    spdlog::info("swapped {} -> {}", previous, next->version);
+    return {previous, next->version};
+  };
 
   httplib::Server srv;
   srv.set_payload_max_length(max_body);
@@ -352,19 +374,8 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
              const auto body = parse_body(req);
              const auto run = body.find("run");
              if (run == body.end() || !run->is_string()) throw RequestError(400, "'run' (a run folder) is required");
-             std::lock_guard<std::mutex> lock(swap_mutex);  // one swap at a time; requests go on meanwhile
-             std::shared_ptr<const Snapshot> next;
-             try {
-               next = load_snapshot(run->get<std::string>(), reg);
-             } catch (const std::exception& e) {
-               metrics.swap(false);
-               throw RequestError(422, "swap rejected, still serving " + snapshot()->version + ": " + e.what());
-             }
-             const auto previous = snapshot()->version;
-             std::atomic_store(&current, next);
-             metrics.swap(true);
-             spdlog::info("swapped {} -> {}", previous, next->version);
-             reply(res, 200, {{"version", next->version}, {"previous", previous}});
+             const auto [previous, next] = swap_to(run->get<std::string>());
+             reply(res, 200, {{"version", next}, {"previous", previous}});
            }));
   srv.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     res.status = 500;
@@ -375,10 +386,28 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   if (bound < 0) throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port));
   std::cout << "nexus serve: " << snapshot()->version << " on http://" << host << ":" << bound << "\n" << std::flush;
   static httplib::Server* running = nullptr;
+  static std::atomic<bool> hangup{false};
   running = &srv;
   std::signal(SIGINT, [](int) { if (running) running->stop(); });
   std::signal(SIGTERM, [](int) { if (running) running->stop(); });
+  // SIGHUP: reload the watched run folder (by default the RUN given; a symlink that a deploy
+  // re-points works well). The handler only raises a flag; the swap happens on this thread.
+  std::signal(SIGHUP, [](int) { hangup = true; });
+  std::atomic<bool> stopping{false};
+  std::thread watcher([&] {
+    while (!stopping) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (!hangup.exchange(false)) continue;
+      try {
+        swap_to(watch_dir);
+      } catch (const std::exception& e) {
+        spdlog::error("SIGHUP: {}", e.what());
+      }
+    }
+  });
   srv.listen_after_bind();
+  stopping = true;
+  watcher.join();
   return kOk;
 }
 
