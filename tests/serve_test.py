@@ -140,7 +140,8 @@ try:
     status, metrics = request("GET", "/metrics")
     expect(status == 200 and 'nexus_requests_total{endpoint="predict",code="400"}' in metrics
            and "nexus_swaps_total 3" in metrics and "nexus_swaps_rejected_total 1" in metrics
-           and 'nexus_tower_routed_total{tower="pixels"}' in metrics and "nexus_request_seconds_bucket" in metrics,
+           and 'nexus_tower_routed_total{tower="pixels"}' in metrics
+           and 'nexus_teacher_rows_total{teacher="pooled"}' in metrics and "nexus_teacher_rows_saved_total 0" in metrics and "nexus_request_seconds_bucket" in metrics,
            "metrics: requests by code, latency histogram, routing counts, swaps")
 finally:
     server.terminate()

@@ -97,6 +97,33 @@ TEST_CASE("a top-k router runs sparse and a declared width that is wrong is repo
   }
 }
 
+TEST_CASE("routed inference runs each teacher only on the rows the router chose, with forward()'s result") {
+  TempDir dir;
+  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  torch::manual_seed(3);
+  // The router reads image_b's own features, so it can decide before image_a runs.
+  auto comp = config::load_composition(with_router(dir, "topk"), {"router.input=teacher:image_b"}, plugin_catalog(reg));
+  auto sys = ComposedSystem::build(comp, reg);
+  torch::NoGradGuard no_grad;
+  TeacherInput batch;
+  batch.tensor = torch::randn({64, 1, 4, 4}) * 3;  // varied enough that the gate picks both
+  const auto dense = sys.forward(batch, "image");
+  std::vector<int64_t> rows;
+  const auto routed = sys.forward_routed(batch, "image", "", &rows);
+  CHECK(torch::allclose(dense.heads.at("cls"), routed.heads.at("cls"), 1e-5, 1e-6));
+  CHECK(torch::equal(dense.selected, routed.selected));
+  const int64_t chose_a = dense.selected.select(1, 0).sum().item<int64_t>();
+  CHECK(chose_a > 0);
+  CHECK(chose_a < 64);           // both experts are chosen for some rows: a real test of the grouping
+  CHECK(rows == std::vector<int64_t>{chose_a, 0, 64});  // image_a only on its rows; the gate on all
+
+  // With the default router input (the mean of every projection) all teachers must run first.
+  auto mean_input = config::load_composition(with_router(dir, "topk"), {}, plugin_catalog(reg));
+  auto sys2 = ComposedSystem::build(mean_input, reg);
+  sys2.forward_routed(batch, "image", "", &rows);
+  CHECK(rows == std::vector<int64_t>{64, 0, 64});
+}
+
 TEST_CASE("a TorchScript file teacher: loads a saved module and fingerprints its bytes") {
   TempDir dir;
   torch::jit::Module m("Scaled");

@@ -111,6 +111,13 @@ class Metrics {
     std::lock_guard<std::mutex> lock(mutex_);
     for (size_t i = 0; i < teachers.size(); ++i) routed_[teachers[i]] += counts[int64_t(i)].item<int64_t>();
   }
+  // Rows each teacher encoded, and what dense routing (every teacher of the modality on every
+  // input) would have encoded: the difference is the teacher forwards sparse routing saved.
+  void encoded(const std::vector<std::string>& teachers, const std::vector<int64_t>& rows, int64_t dense) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < teachers.size() && i < rows.size(); ++i) encoded_[teachers[i]] += rows[i];
+    dense_rows_ += dense;
+  }
   void swap(bool ok) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++(ok ? swaps_ : failed_swaps_);
@@ -134,6 +141,15 @@ class Metrics {
     out += "# HELP nexus_tower_routed_total Inputs routed to each tower (selected by the router).\n"
            "# TYPE nexus_tower_routed_total counter\n";
     for (const auto& [t, n] : routed_) out += "nexus_tower_routed_total{tower=\"" + t + "\"} " + std::to_string(n) + "\n";
+    out += "# HELP nexus_teacher_rows_total Inputs each teacher encoded.\n# TYPE nexus_teacher_rows_total counter\n";
+    int64_t encoded = 0;
+    for (const auto& [t, n] : encoded_) {
+      out += "nexus_teacher_rows_total{teacher=\"" + t + "\"} " + std::to_string(n) + "\n";
+      encoded += n;
+    }
+    out += "# HELP nexus_teacher_rows_saved_total Teacher forwards sparse routing avoided (dense minus encoded).\n"
+           "# TYPE nexus_teacher_rows_saved_total counter\nnexus_teacher_rows_saved_total " +
+           std::to_string(dense_rows_ - encoded) + "\n";
     out += "# HELP nexus_swaps_total Runs swapped in.\n# TYPE nexus_swaps_total counter\nnexus_swaps_total " +
            std::to_string(swaps_) + "\n";
     out += "# HELP nexus_swaps_rejected_total Swaps refused (load or smoke check failed).\n"
@@ -158,7 +174,8 @@ class Metrics {
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
-  std::map<std::string, int64_t> routed_;
+  std::map<std::string, int64_t> routed_, encoded_;
+  int64_t dense_rows_ = 0;
   int64_t swaps_ = 0, failed_swaps_ = 0;
 };
 
@@ -318,7 +335,17 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
     torch::NoGradGuard no_grad;
     std::lock_guard<std::mutex> lock(s.forward);
     try {
-      return s.system->forward(inputs, modality, task);
+      // Sparse where the router can decide first: a teacher encodes only the inputs routed to it.
+      std::vector<int64_t> rows;
+      auto r = s.system->forward_routed(inputs, modality, task, &rows);
+      std::vector<std::string> names;
+      int64_t of_modality = 0;
+      for (const auto& t : s.system->teachers()) {
+        names.push_back(t.name);
+        of_modality += to_string(t.teacher->modality()) == modality;
+      }
+      metrics.encoded(names, rows, of_modality * inputs.size());
+      return r;
     } catch (const std::exception& e) {
       throw RequestError(422, std::string("the system could not process these inputs: ") + e.what());
     }

@@ -217,13 +217,7 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, cons
     if (condition_ == "modality")
       for (int64_t i = 0; i < n; ++i)
         if (features[size_t(i)].defined()) context = to_string(teachers_[size_t(i)].teacher->modality());
-    const auto it = std::find(contexts_.begin(), contexts_.end(), context);
-    if (it == contexts_.end())
-      throw std::invalid_argument("the router is conditioned on the " + condition_ + ", and '" + context +
-                                  "' is not one it was built for");
-    auto one_hot = torch::zeros({b, int64_t(contexts_.size())});
-    one_hot.select(1, it - contexts_.begin()).fill_(1.0);
-    router_features = torch::cat({router_features, one_hot}, 1);
+    router_features = with_context(router_features, context);
   }
   auto routing = router_->route(router_features, available);
   r.weights = routing.weights;
@@ -231,6 +225,76 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, cons
   r.selected = routing.selected.defined() ? routing.selected : routing.weights > 0;
   r.shared = (routing.weights.unsqueeze(2) * stacked).sum(1);
   for (auto& h : heads_) r.heads[h.name] = h.tower->forward(r.shared);
+  return r;
+}
+
+at::Tensor ComposedSystem::with_context(const at::Tensor& router_features, const std::string& context) const {
+  if (contexts_.empty()) return router_features;
+  const auto it = std::find(contexts_.begin(), contexts_.end(), context);
+  if (it == contexts_.end())
+    throw std::invalid_argument("the router is conditioned on the " + condition_ + ", and '" + context +
+                                "' is not one it was built for");
+  auto one_hot = torch::zeros({router_features.size(0), int64_t(contexts_.size())});
+  one_hot.select(1, it - contexts_.begin()).fill_(1.0);
+  return torch::cat({router_features, one_hot}, 1);
+}
+
+namespace {
+TeacherInput rows_of(const TeacherInput& in, const at::Tensor& rows) {
+  TeacherInput out;
+  if (!in.texts.empty()) {
+    const auto r = rows.contiguous();
+    for (int64_t k = 0; k < r.numel(); ++k) out.texts.push_back(in.texts[size_t(r.data_ptr<int64_t>()[k])]);
+  } else {
+    out.tensor = in.tensor.index_select(0, rows);
+  }
+  return out;
+}
+}  // namespace
+
+ForwardResult ComposedSystem::forward_routed(const TeacherInput& batch, const std::string& modality, const std::string& task,
+                                             std::vector<int64_t>* teacher_rows) {
+  const int64_t n = int64_t(teachers_.size()), b = batch.size();
+  std::vector<int64_t> rows(size_t(n), 0);
+  int64_t gate = -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (router_input_ == "teacher:" + teachers_[size_t(i)].name && to_string(teachers_[size_t(i)].teacher->modality()) == modality)
+      gate = i;
+  if (gate < 0) {
+    auto r = forward(batch, modality, task);
+    for (int64_t i = 0; i < n; ++i)
+      if (to_string(teachers_[size_t(i)].teacher->modality()) == modality) rows[size_t(i)] = b;
+    if (teacher_rows) *teacher_rows = rows;
+    return r;
+  }
+  const auto gate_features = teachers_[size_t(gate)].teacher->encode(batch);
+  rows[size_t(gate)] = b;
+  auto available = torch::zeros({b, n}, torch::kBool);
+  for (int64_t i = 0; i < n; ++i)
+    if (to_string(teachers_[size_t(i)].teacher->modality()) == modality) available.select(1, i).fill_(true);
+  const auto routing = router_->route(with_context(gate_features, condition_ == "modality" ? modality : task), available);
+  ForwardResult r;
+  r.weights = routing.weights;
+  r.logits = routing.logits;
+  r.selected = (routing.selected.defined() ? routing.selected : routing.weights > 0) & available;
+  r.shared = torch::zeros({b, shared_dim_});
+  for (int64_t i = 0; i < n; ++i) {
+    const auto mine = r.selected.select(1, i).nonzero().squeeze(1);
+    if (mine.numel() == 0) continue;
+    auto& slot = teachers_[size_t(i)];
+    at::Tensor f;
+    if (i == gate) {
+      f = gate_features.index_select(0, mine);
+    } else {
+      f = slot.teacher->encode(rows_of(batch, mine));
+      rows[size_t(i)] = mine.numel();
+    }
+    const auto projected = slot.tower->forward(slot.norm->forward(f));
+    r.shared.index_add_(0, mine, r.weights.index_select(0, mine).select(1, i).unsqueeze(1).to(projected.dtype()) * projected);
+    r.ran.push_back(slot.name);
+  }
+  for (auto& h : heads_) r.heads[h.name] = h.tower->forward(r.shared);
+  if (teacher_rows) *teacher_rows = rows;
   return r;
 }
 

@@ -75,6 +75,16 @@ class ComposedSystem {
   // is the router's context when it is conditioned on the task (router.condition: task).
   ForwardResult forward(const TeacherInput& batch, const std::string& modality, const std::string& task = "");
 
+  // Inference that runs a teacher only on the inputs the router selected it for. This needs a
+  // router that decides before the experts run: one that reads a teacher's own features
+  // (router.input: teacher:<name>). That teacher encodes the whole batch. The router chooses, and
+  // every other teacher encodes just its rows, once. With a top-k router the result equals
+  // forward()'s, because unselected towers have weight 0. With projected_mean, every teacher must
+  // run before the router can decide, and this is forward(). teacher_rows[i] is the number of rows
+  // teacher i encoded.
+  ForwardResult forward_routed(const TeacherInput& batch, const std::string& modality, const std::string& task = "",
+                               std::vector<int64_t>* teacher_rows = nullptr);
+
   // The trainable part on precomputed teacher features (what training on the cache runs):
   // features[i] is teacher i's [B, d_i] output, or undefined where teacher i does not apply.
   // projected[i], where given and defined, is tower i's output for those rows already computed
@@ -96,6 +106,7 @@ class ComposedSystem {
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> trainable_modules() const;
 
   const std::vector<TeacherSlot>& teachers() const { return teachers_; }
+  const std::string& router_input() const { return router_input_; }
   const std::vector<HeadSlot>& heads() const { return heads_; }
   const std::shared_ptr<Router>& router() const { return router_; }
   const std::vector<LossSlot>& losses() const { return losses_; }
@@ -110,6 +121,8 @@ class ComposedSystem {
   std::string condition_ = "none";
   std::vector<std::string> contexts_;
   int64_t shared_dim_ = 0;
+  // Appends the router's one-hot context (task or modality) when it is conditioned.
+  at::Tensor with_context(const at::Tensor& router_features, const std::string& context) const;
 };
 
 // The catalog validation needs, from the registry's usable components.
