@@ -5,22 +5,7 @@ set -u
 nexus=$1
 tests=$2
 root=$(dirname "$tests")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export NEXUS_CACHE_DIR="$work/cache"
-unset NEXUS_PLUGIN_PATH
-failures=0
-check() {  # check DESCRIPTION EXPECTED_EXIT COMMAND...
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    echo "FAIL: $what: exit $got, expected $want"; cat "$work/out" "$work/err"; failures=$((failures + 1))
-  else
-    echo "ok: $what"
-  fi
-}
+source "$tests/cli_lib.sh"
 
 check "plugins list --json" 0 "$nexus" plugins list --json
 python3 - "$work/out" <<'PY' || failures=$((failures + 1))

@@ -7,22 +7,7 @@ nexus=$1
 tests=$2
 test_plugins=$3
 inc="$tests/cli/increment"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export NEXUS_CACHE_DIR="$work/cache"
-unset NEXUS_PLUGIN_PATH
-failures=0
-check() {  # check DESCRIPTION EXPECTED_EXIT COMMAND...
-  local what=$1 want=$2
-  shift 2
-  "$@" >"$work/out" 2>"$work/err"
-  local got=$?
-  if [ "$got" != "$want" ]; then
-    echo "FAIL: $what: exit $got, expected $want"; cat "$work/out" "$work/err"; failures=$((failures + 1))
-  else
-    echo "ok: $what"
-  fi
-}
+source "$tests/cli_lib.sh"
 expect() {  # expect DESCRIPTION PYTHON_SNIPPET ARGS... (the snippet asserts; argv[1:] are ARGS)
   local what=$1 code=$2
   shift 2

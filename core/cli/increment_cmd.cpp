@@ -458,21 +458,12 @@ config::Node base_tree(const RunInfo& info, const config::PluginCatalog& catalog
   return root;
 }
 
-config::Node& seq_at(config::Node& map, const std::string& key) {
+// The value under `key`, created empty (of `kind`) when the map does not have it.
+config::Node& child(config::Node& map, const std::string& key, config::Node::Kind kind) {
   if (!map.find(key)) {
-    config::Node seq;
-    seq.kind = config::Node::Kind::Sequence;
-    map.map.emplace_back(key, seq);
-    map.key_locs.push_back(map.loc);
-  }
-  return *map.find(key);
-}
-
-config::Node& map_at(config::Node& map, const std::string& key) {
-  if (!map.find(key)) {
-    config::Node m;
-    m.kind = config::Node::Kind::Map;
-    map.map.emplace_back(key, m);
+    config::Node n;
+    n.kind = kind;
+    map.map.emplace_back(key, n);
     map.key_locs.push_back(map.loc);
   }
   return *map.find(key);
@@ -548,22 +539,22 @@ int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args) {
         "e.g.\n    name: minilm\n    plugin: hf_encoder\n    options: {path: models/all-MiniLM-L6-v2}\n    tower: {plugin: mlp}"}});
   }
   for (auto& t : teachers) config::absolutize_teacher_paths(t, catalog, dir);
-  auto& seq = seq_at(root, "teachers");
+  auto& seq = child(root, "teachers", config::Node::Kind::Sequence);
   seq.items.insert(seq.items.end(), teachers.begin(), teachers.end());
   if (auto* heads = add.find("heads")) {
-    auto& h = seq_at(root, "heads");
+    auto& h = child(root, "heads", config::Node::Kind::Sequence);
     for (auto item : heads->items) {
       config::absolutize_paths(item, catalog, dir);
       h.items.push_back(item);
     }
   }
   if (auto* losses = add.find("losses")) {
-    auto& l = seq_at(root, "losses");
+    auto& l = child(root, "losses", config::Node::Kind::Sequence);
     l.items.insert(l.items.end(), losses->items.begin(), losses->items.end());
   }
   if (auto* data = add.find("data"))
     if (auto* tasks = data->find("tasks"); tasks && tasks->is_map()) {
-      auto& into = map_at(map_at(root, "data"), "tasks");
+      auto& into = child(child(root, "data", config::Node::Kind::Map), "tasks", config::Node::Kind::Map);
       for (size_t i = 0; i < tasks->map.size(); ++i) {
         if (into.find(tasks->map[i].first))
           throw config::ConfigError({config::Diagnostic{tasks->key_locs[i], "task '" + tasks->map[i].first +

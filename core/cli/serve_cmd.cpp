@@ -8,7 +8,6 @@
 #include <torch/torch.h>
 
 #include <nexus/plugin_api.hpp>
-#include <nexus/sha256.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -63,10 +62,8 @@ std::shared_ptr<const Snapshot> load_snapshot(const std::string& run_dir, const 
   const auto ckpt = load_run_weights(*snap->system, run_dir);
   // The version names the folder, the checkpoint and the weights themselves (two runs in folders
   // of the same name are still told apart).
-  Sha256 weights;
-  for (const auto& [name, module] : snap->system->trainable_modules()) weights.update(module_digest(*snap->system, name));
   snap->version = fs::path(snap->run_dir).filename().string() + "@" + fs::path(ckpt).filename().string() + "#" +
-                  weights.hex().substr(0, 12);
+                  weights_digest(*snap->system).substr(0, 12);
   for (const auto& h : snap->composition.heads) {
     snap->head_of_task[h.task] = h.name;
     snap->modality_of_task[h.task] = snap->composition.tasks.at(h.task).modality;

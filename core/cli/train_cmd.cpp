@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <nexus/plugin_api.hpp>
-#include <nexus/sha256.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -15,30 +14,13 @@
 #include "increment.hpp"
 #include "nexus/config/composition.hpp"
 #include "nexus/core/caching.hpp"
+#include "nexus/core/incremental.hpp"
 #include "nexus/core/system.hpp"
 #include "nexus/core/trainer.hpp"
 
 namespace po = boost::program_options;
 
 namespace nexus::cli {
-
-// sha256 over every trainable parameter and buffer (feature statistics), in a fixed order: equal digests = bitwise equal weights.
-std::string weights_digest(const ComposedSystem& sys) {
-  Sha256 h;
-  for (const auto& [name, module] : sys.trainable_modules())
-    for (const auto& item : module->named_parameters()) {
-      auto c = item.value().detach().contiguous().to(torch::kCPU);
-      h.update(name + "." + item.key());
-      h.update(c.data_ptr(), size_t(c.nbytes()));
-    }
-  for (const auto& [name, module] : sys.trainable_modules())
-    for (const auto& item : module->named_buffers()) {
-      auto c = item.value().detach().contiguous().to(torch::kCPU);
-      h.update(name + "." + item.key());
-      h.update(c.data_ptr(), size_t(c.nbytes()));
-    }
-  return h.hex();
-}
 
 int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   bool json = false, resume = false, fp16 = false, no_eval = false;

@@ -195,6 +195,12 @@ std::string module_digest(const ComposedSystem& sys, const std::string& module_n
   return h.hex();
 }
 
+std::string weights_digest(const ComposedSystem& sys) {
+  Sha256 h;
+  for (const auto& [name, module] : sys.trainable_modules()) h.update(name + ":" + module_digest(sys, name));
+  return h.hex();
+}
+
 at::Tensor head_outputs(ComposedSystem& sys, const std::vector<at::Tensor>& features, const std::string& task,
                         const std::string& head) {
   torch::NoGradGuard no_grad;

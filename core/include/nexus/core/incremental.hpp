@@ -46,6 +46,9 @@ std::string carry_over(const IncrementPlan& plan, const ComposedSystem& base, Co
 // sha256 of one module's parameters and buffers (names and bytes, in a fixed order).
 std::string module_digest(const ComposedSystem& system, const std::string& module_name);
 
+// sha256 over every module's digest, in trainable_modules() order: equal = bitwise equal weights.
+std::string weights_digest(const ComposedSystem& system);
+
 // The system's outputs of one head on cached features (eval mode, no autograd): [rows, outputs].
 at::Tensor head_outputs(ComposedSystem& system, const std::vector<at::Tensor>& features, const std::string& task,
                         const std::string& head);
