@@ -1,6 +1,8 @@
 """End-to-end checks of `nexus serve`: predictions and embeddings over HTTP, bad input answered
-with a 4xx and never a crash (1,000+ malformed requests), the admin token, and atomic swaps
-(a broken run is rejected and the old one keeps serving).
+with a 4xx and never a crash (1,000+ malformed requests), micro-batching (concurrent requests share
+a forward, and an input that makes a teacher throw fails only its own request), the admin token,
+and atomic swaps of whole runs and of single components (a broken one is rejected and the old set
+keeps serving).
 
 Usage: serve_test.py NEXUS_BINARY SOURCE_TESTS_DIR
 """
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,9 +36,10 @@ def run(*args):
     subprocess.run([nexus, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-demo = str(tests / "cli" / "train_demo.yaml")
+demo = str(tests / "cli" / "serve_demo.yaml")
 run("train", demo, "--run", str(work / "a"), "--no-eval", "--set", "trainer.steps=100")
 run("train", demo, "--run", str(work / "b"), "--no-eval", "--set", "trainer.steps=100", "--set", "trainer.seed=8")
+run("train", str(tests / "cli" / "serve_demo_wide.yaml"), "--run", str(work / "wide"), "--no-eval", "--set", "trainer.steps=100")
 broken = work / "broken"
 shutil.copytree(work / "b", broken)
 best = (broken / "checkpoints" / "best").read_text().strip()
@@ -45,7 +49,7 @@ best = (broken / "checkpoints" / "best").read_text().strip()
 
 server = subprocess.Popen([nexus, "serve", str(work / "a"), "--port", "0", "--admin-token-file", str(work / "token"),
                            "--watch", str(work / "live"),
-                           "--max-body", "200000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           "--max-body", "200000", "--max-delay-ms", "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 try:
     line = server.stdout.readline()
     port = int(line.rsplit(":", 1)[1])
@@ -110,6 +114,42 @@ try:
     expect(status == 200 and again["predictions"] == plain and again["version"] == pred["version"],
            "still answering, with the same predictions")
 
+    # Micro-batching: concurrent requests share forwards and each gets its own rows back; an image
+    # that makes the `pixels` teacher raise fails its own request, not the ones batched with it.
+    def batched_metrics():
+        _, m = request("GET", "/metrics")
+        val = lambda name: sum(float(l.rsplit(" ", 1)[1]) for l in m.splitlines() if l.startswith(name))
+        return val("nexus_batches_total"), val("nexus_batched_requests_total"), val('nexus_batches_total{result="failed"}')
+
+    singles = {}
+    for i, img in enumerate(images):
+        singles[i] = request("POST", "/v1/predict", {"task": "fashion", "inputs": [img]})[1]["predictions"][0]
+    poison = [-5] + images[0][1:]
+    before = batched_metrics()
+    for round_ in range(3):
+        answers = {}
+
+        def client(i):
+            body = {"task": "fashion", "inputs": [poison if i == len(images) else images[i]]}
+            answers[i] = request("POST", "/v1/predict", body)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(images) + 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        good = all(answers[i][0] == 200 and answers[i][1]["predictions"][0]["label"] == singles[i]["label"]
+                   and max(abs(x - y) for x, y in zip(answers[i][1]["predictions"][0]["scores"], singles[i]["scores"])) < 1e-5
+                   for i in range(len(images)))
+        bad_status, bad_body = answers[len(images)]
+        expect(good and bad_status == 422 and "negative pixel" in bad_body.get("error", ""),
+               f"round {round_}: 8 concurrent requests answered with their own rows; the one with a negative pixel "
+               f"failed alone ({bad_status}: {bad_body.get('error', '')[:90]})")
+    after = batched_metrics()
+    batches, carried, failed = (a - b for a, b in zip(after, before))
+    expect(carried == 27 and batches < carried and failed >= 1,
+           f"27 concurrent requests went through {batches:.0f} forwards ({failed:.0f} failed and retried one by one)")
+
     # Admin: the token is required; a swap is atomic; a broken run is rejected and service goes on.
     status, _ = request("POST", "/admin/swap", {"run": str(work / "b")})
     expect(status == 401, "swap without the token: 401")
@@ -129,6 +169,28 @@ try:
     status, back = request("POST", "/admin/swap", {"run": str(work / "a")}, auth)
     status, pa = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     expect(pa["predictions"] == plain and pa["version"] == pred["version"], "swapping back gives run a's predictions again")
+    # Components: b's head over a's teachers, towers and router; a teacher with its norm and tower.
+    status, comp = request("POST", "/admin/swap", {"run": str(work / "b"), "components": ["head.clothes"]}, auth)
+    expect(status == 200 and comp["version"].startswith(pred["version"].split("#")[0] + "+head.clothes=b@"),
+           f"swap one component, b's head: {comp.get('version')}")
+    status, pc = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    expect(status == 200 and pc["version"] == comp["version"] and pc["predictions"] != plain, "responses name the mix and differ from run a's")
+    status, rej = request("POST", "/admin/swap", {"run": str(broken), "components": ["head.clothes"]}, auth)
+    expect(status == 422 and "corrupt checkpoint" in rej.get("error", "") and comp["version"] in rej["error"],
+           f"a corrupt component is rejected with its reason: {rej.get('error', '')[:120]}")
+    status, rej = request("POST", "/admin/swap", {"run": str(work / "wide"), "components": ["tower.pooled"]}, auth)
+    expect(status == 422 and "does not fit" in rej.get("error", ""),
+           f"a tower trained on another teacher is rejected: {rej.get('error', '')[-110:]}")
+    status, rej = request("POST", "/admin/swap", {"run": str(work / "b"), "components": ["tower.nosuch"]}, auth)
+    expect(status == 422 and "unknown component 'tower.nosuch'" in rej.get("error", ""), "an unknown component is rejected")
+    status, pc2 = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    expect(status == 200 and pc2 == pc, "the mix keeps serving after the rejected swaps")
+    status, wide = request("POST", "/admin/swap", {"run": str(work / "wide"), "components": ["teacher.pooled"]}, auth)
+    expect(status == 200 and "+teacher.pooled=wide@" in wide["version"], f"swap in a different teacher with its tower: {wide.get('version')}")
+    status, pw = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
+    expect(status == 200 and pw["version"] == wide["version"] and len(pw["predictions"]) == 8, "served by the new teacher")
+    request("POST", "/admin/swap", {"run": str(work / "a")}, auth)
+
     # SIGHUP re-reads the watched folder (a symlink to run b) and swaps it in.
     server.send_signal(signal.SIGHUP)
     for _ in range(200):
@@ -139,7 +201,7 @@ try:
     expect(ready["version"] == swapped["version"], f"SIGHUP swapped in the watched run: {ready['version']}")
     status, metrics = request("GET", "/metrics")
     expect(status == 200 and 'nexus_requests_total{endpoint="predict",code="400"}' in metrics
-           and "nexus_swaps_total 3" in metrics and "nexus_swaps_rejected_total 1" in metrics
+           and "nexus_swaps_total 6" in metrics and "nexus_swaps_rejected_total 4" in metrics
            and 'nexus_tower_routed_total{tower="pixels"}' in metrics
            and 'nexus_teacher_rows_total{teacher="pooled"}' in metrics and "nexus_teacher_rows_saved_total 0" in metrics and "nexus_request_seconds_bucket" in metrics,
            "metrics: requests by code, latency histogram, routing counts, swaps")

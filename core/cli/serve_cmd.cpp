@@ -25,6 +25,7 @@
 #include "nexus/config/composition.hpp"
 #include "nexus/core/evaluation.hpp"
 #include "nexus/core/incremental.hpp"
+#include "nexus/core/serving.hpp"
 #include "nexus/core/system.hpp"
 
 namespace po = boost::program_options;
@@ -42,52 +43,14 @@ struct RequestError : std::runtime_error {
   RequestError(int s, const std::string& m) : std::runtime_error(m), status(s) {}
 };
 
-// One loaded run. Immutable once built: a swap replaces the whole snapshot, and a request holds
-// the snapshot it started with until it has answered, so every response comes entirely from one.
-struct Snapshot {
-  std::string run_dir, version;
-  config::Composition composition;
-  std::unique_ptr<ComposedSystem> system;
-  std::map<std::string, std::string> head_of_task, modality_of_task;
-  std::map<std::string, std::vector<int64_t>> sample_shape;  // per tensor modality: one input's shape
-  mutable std::mutex forward;                                // modules are not re-entrant
-};
+using serving::Snapshot;
 
-std::shared_ptr<const Snapshot> load_snapshot(const std::string& run_dir, const registry::Registry& reg) {
-  const auto info = read_run_info(run_dir);
-  auto snap = std::make_shared<Snapshot>();
-  snap->run_dir = fs::weakly_canonical(fs::absolute(run_dir)).string();  // a symlink names its target
-  snap->composition = config::load_composition(info.composition, info.overrides, plugin_catalog(reg));
-  snap->system = std::make_unique<ComposedSystem>(ComposedSystem::build(snap->composition, reg));
-  const auto ckpt = load_run_weights(*snap->system, run_dir);
-  // The version names the folder, the checkpoint and the weights themselves (two runs in folders
-  // of the same name are still told apart).
-  snap->version = fs::path(snap->run_dir).filename().string() + "@" + fs::path(ckpt).filename().string() + "#" +
-                  weights_digest(*snap->system).substr(0, 12);
-  for (const auto& h : snap->composition.heads) {
-    snap->head_of_task[h.task] = h.name;
-    snap->modality_of_task[h.task] = snap->composition.tasks.at(h.task).modality;
-  }
-  torch::NoGradGuard no_grad;
-  for (const auto& t : snap->system->teachers()) {
-    const auto m = to_string(t.teacher->modality());
-    if (m == "text") continue;
-    const auto example = t.teacher->example_input(1).tensor;
-    snap->sample_shape[m] = std::vector<int64_t>(example.sizes().begin() + 1, example.sizes().end());
-  }
-  // Smoke check: every teacher's own example through the whole system, every head finite.
-  for (const auto& t : snap->system->teachers()) {
-    const auto m = to_string(t.teacher->modality());
-    std::string task;
-    for (const auto& [name, modality] : snap->modality_of_task)
-      if (modality == m) task = name;
-    if (task.empty()) continue;
-    const auto r = snap->system->forward(t.teacher->example_input(2), m, task);
-    for (const auto& [head, out] : r.heads)
-      if (!out.isfinite().all().item<bool>())
-        throw std::runtime_error("smoke check failed: head '" + head + "' gives non-finite outputs on teacher '" + t.name + "''s example input");
-  }
-  return snap;
+// A run folder as recorded by `nexus train`: its composition with the run's overrides.
+serving::RunSource run_source(const std::string& dir, const registry::Registry& reg) {
+  const auto info = read_run_info(dir);
+  // A symlink names its target: the version says which run really served.
+  return {fs::weakly_canonical(fs::absolute(dir)).string(),
+          config::load_composition(info.composition, info.overrides, plugin_catalog(reg))};
 }
 
 // Per-endpoint counters and latency histograms, in Prometheus text format.
@@ -103,17 +66,21 @@ class Metrics {
     ++h.count;
     h.sum += seconds;
   }
-  void routed(const std::vector<std::string>& teachers, const at::Tensor& selected) {
-    const auto counts = selected.to(torch::kLong).sum(0);
+  // Batch sizes in requests, and inputs each tower was routed; teacher rows encoded vs dense.
+  void batch(const serving::BatchStats& b) {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t i = 0; i < teachers.size(); ++i) routed_[teachers[i]] += counts[int64_t(i)].item<int64_t>();
-  }
-  // Rows each teacher encoded, and what dense routing (every teacher of the modality on every
-  // input) would have encoded: the difference is the teacher forwards sparse routing saved.
-  void encoded(const std::vector<std::string>& teachers, const std::vector<int64_t>& rows, int64_t dense) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t i = 0; i < teachers.size() && i < rows.size(); ++i) encoded_[teachers[i]] += rows[i];
-    dense_rows_ += dense;
+    ++batches_[b.failed ? "failed" : "ok"];
+    batched_requests_ += b.requests;
+    if (b.failed) return;
+    const auto& names = b.snapshot->teacher_names;
+    const auto counts = b.selected.to(torch::kLong).sum(0);
+    int64_t of_modality = 0;
+    for (size_t i = 0; i < names.size(); ++i) {
+      routed_[names[i]] += counts[int64_t(i)].item<int64_t>();
+      if (i < b.teacher_rows.size()) encoded_[names[i]] += b.teacher_rows[i];
+    }
+    for (const auto& t : b.snapshot->system->teachers()) of_modality += to_string(t.teacher->modality()) == b.modality;
+    dense_rows_ += of_modality * b.rows;
   }
   void swap(bool ok) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -147,6 +114,11 @@ class Metrics {
     out += "# HELP nexus_teacher_rows_saved_total Teacher forwards sparse routing avoided (dense minus encoded).\n"
            "# TYPE nexus_teacher_rows_saved_total counter\nnexus_teacher_rows_saved_total " +
            std::to_string(dense_rows_ - encoded) + "\n";
+    out += "# HELP nexus_batches_total Forwards run by the micro-batcher (failed: retried request by request).\n"
+           "# TYPE nexus_batches_total counter\n";
+    for (const auto& [k, n] : batches_) out += "nexus_batches_total{result=\"" + k + "\"} " + std::to_string(n) + "\n";
+    out += "# HELP nexus_batched_requests_total Requests those forwards carried.\n"
+           "# TYPE nexus_batched_requests_total counter\nnexus_batched_requests_total " + std::to_string(batched_requests_) + "\n";
     out += "# HELP nexus_swaps_total Runs swapped in.\n# TYPE nexus_swaps_total counter\nnexus_swaps_total " +
            std::to_string(swaps_) + "\n";
     out += "# HELP nexus_swaps_rejected_total Swaps refused (load or smoke check failed).\n"
@@ -172,7 +144,8 @@ class Metrics {
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
   std::map<std::string, int64_t> routed_, encoded_;
-  int64_t dense_rows_ = 0;
+  int64_t dense_rows_ = 0, batched_requests_ = 0;
+  std::map<std::string, int64_t> batches_;
   int64_t swaps_ = 0, failed_swaps_ = 0;
 };
 
@@ -240,8 +213,10 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   std::string run_dir, host = "127.0.0.1", token_file, watch_dir;
   int port = 8080;
   size_t max_body = 8 << 20;
+  int64_t max_batch_rows = 64;
+  double max_delay_ms = 2;
   po::options_description opts(
-      "Usage: nexus serve RUN [--port N] [--host ADDR] [--admin-token-file F]\n\n"
+      "Usage: nexus serve RUN [--port N] [--host ADDR] [--admin-token-file F] [--watch DIR]\n\n"
       "Serves a trained run over HTTP/JSON (loopback by default):\n"
       "  POST /v1/predict  {\"task\": T, \"inputs\": [...], \"routing\": false}  -> per input the label and scores\n"
       "  POST /v1/embed    {\"task\": T, \"inputs\": [...]}                       -> shared-space vectors\n"
@@ -249,17 +224,24 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       "  POST /admin/swap  {\"run\": DIR}   swap in another run atomically (needs the admin token as\n"
       "                    'Authorization: Bearer TOKEN'; the token comes from --admin-token-file or\n"
       "                    $NEXUS_ADMIN_TOKEN, and without one the admin endpoints are off)\n"
+      "                    {\"run\": DIR, \"components\": [\"tower.X\", ...]}  swap in only those components\n"
+      "                    of DIR (tower.X, norm.X, router, head.H, or teacher.X with its norm and tower)\n"
       "Text inputs are strings; images are arrays of pixel values 0-255 in the teacher's input shape.\n"
       "Every response names the run version that served it. SIGHUP re-reads the --watch folder and\n"
-      "swaps it in the same way.\n\nOptions");
+      "swaps it in the same way. Concurrent requests for the same task are micro-batched into one\n"
+      "forward (--max-batch, --max-delay-ms); an input that makes a teacher fail fails its own request.\n\nOptions");
   opts.add_options()("port", po::value(&port)->default_value(port), "TCP port (0 = any free port, printed on start)")
       ("host", po::value(&host)->default_value(host), "address to bind (loopback by default)")
       ("admin-token-file", po::value(&token_file), "file holding the admin token")
       ("max-body", po::value(&max_body)->default_value(max_body), "largest request body in bytes (larger: 413)")
-      ("watch", po::value(&watch_dir), "run folder re-read on SIGHUP (default: RUN)");
+      ("watch", po::value(&watch_dir), "run folder re-read on SIGHUP (default: RUN)")
+      ("max-batch", po::value(&max_batch_rows)->default_value(max_batch_rows), "micro-batching: most inputs per forward")
+      ("max-delay-ms", po::value(&max_delay_ms)->default_value(max_delay_ms), "micro-batching: longest a request waits for company");
   if (!parse_command(args, opts, {{"run", &run_dir}})) return kOk;
   if (run_dir.empty()) throw UsageError("serve needs a RUN folder (written by `nexus train`)");
   if (watch_dir.empty()) watch_dir = run_dir;
+  if (max_batch_rows < 1) throw UsageError("--max-batch must be at least 1");
+  if (!(max_delay_ms >= 0 && max_delay_ms <= 1000)) throw UsageError("--max-delay-ms must be between 0 and 1000");
   std::string token;
   if (!token_file.empty()) {
     std::ifstream in(token_file);
@@ -270,21 +252,33 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
     token = env;
   }
 
-  // The registry outlives every snapshot: plugin libraries stay mapped while any code from them
-  // may run (a swapped-out snapshot is freed when its last request has answered).
-  const auto reg = scanned_registry(g);
-  std::shared_ptr<const Snapshot> current = load_snapshot(run_dir, reg);
+  // Each swap scans the plugin path again, so an adapter dropped in after start is found. Every
+  // registry is parked for the server's lifetime: plugin code is never unmapped while anything
+  // made by it (modules, exceptions, type_info) may still be in use by a request in flight.
+  std::vector<std::shared_ptr<const registry::Registry>> parked{std::make_shared<const registry::Registry>(scanned_registry(g))};
+  std::shared_ptr<const Snapshot> current = serving::load_snapshot({run_source(run_dir, *parked[0]), {}}, parked[0]);
   auto snapshot = [&] { return std::atomic_load(&current); };
   std::mutex swap_mutex;
   Metrics metrics;
+  serving::MicroBatcher batcher({max_batch_rows, std::chrono::microseconds(int64_t(max_delay_ms * 1000))},
+                                [&](const serving::BatchStats& b) { metrics.batch(b); });
 
-  // Loads and smoke-checks a run, then swaps it in; on failure the current run keeps serving.
-  // Returns the previous and the new version.
-  auto swap_to = [&](const std::string& dir) -> std::pair<std::string, std::string> {
+  // Loads and smoke-checks a run, or components of one over the current snapshot, then swaps it
+  // in; on failure the current snapshot keeps serving. Returns the previous and the new version.
+  auto swap_to = [&](const std::string& dir, const std::vector<std::string>& components) -> std::pair<std::string, std::string> {
     std::lock_guard<std::mutex> lock(swap_mutex);  // one swap at a time; requests go on meanwhile
     std::shared_ptr<const Snapshot> next;
     try {
-      next = load_snapshot(dir, reg);
+      parked.push_back(std::make_shared<const registry::Registry>(scanned_registry(g)));
+      const auto& reg = parked.back();
+      serving::Recipe recipe;
+      if (components.empty()) {
+        recipe.base = run_source(dir, *reg);
+      } else {
+        recipe = snapshot()->recipe;
+        recipe.overlays.push_back({run_source(dir, *reg), components});
+      }
+      next = serving::load_snapshot(std::move(recipe), reg);
     } catch (const std::exception& e) {
       metrics.swap(false);
       throw RequestError(422, "swap rejected, still serving " + snapshot()->version + ": " + e.what());
@@ -318,7 +312,8 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       metrics.request(name, res.status, std::chrono::duration<double>(Clock::now() - start).count());
     };
   };
-  auto run_forward = [&](const Snapshot& s, const nlohmann::json& body, std::string& task) {
+  auto run_forward = [&](const std::shared_ptr<const Snapshot>& sp, const nlohmann::json& body, std::string& task) {
+    const auto& s = *sp;
     const auto t = body.find("task");
     if (t == body.end() || !t->is_string()) throw RequestError(400, "'task' (a string) is required");
     task = t->get<std::string>();
@@ -328,21 +323,11 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       throw RequestError(404, "unknown task '" + task + "' (this run serves " + known + ")");
     }
     const auto modality = s.modality_of_task.at(task);
-    const auto inputs = read_inputs(s, modality, body);
-    torch::NoGradGuard no_grad;
-    std::lock_guard<std::mutex> lock(s.forward);
+    auto inputs = read_inputs(s, modality, body);
     try {
-      // Sparse where the router can decide first: a teacher encodes only the inputs routed to it.
-      std::vector<int64_t> rows;
-      auto r = s.system->forward_routed(inputs, modality, task, &rows);
-      std::vector<std::string> names;
-      int64_t of_modality = 0;
-      for (const auto& t : s.system->teachers()) {
-        names.push_back(t.name);
-        of_modality += to_string(t.teacher->modality()) == modality;
-      }
-      metrics.encoded(names, rows, of_modality * inputs.size());
-      return r;
+      // Batched with other requests for this snapshot and task; routed, so a teacher encodes only
+      // the inputs routed to it where the router can decide first.
+      return batcher.run(sp, task, std::move(inputs));
     } catch (const std::exception& e) {
       throw RequestError(422, std::string("the system could not process these inputs: ") + e.what());
     }
@@ -362,11 +347,9 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
              const auto body = parse_body(req);
              const auto s = snapshot();  // this request is served by this snapshot, whatever swaps meanwhile
              std::string task;
-             const auto r = run_forward(*s, body, task);
+             const auto r = run_forward(s, body, task);
              const auto probs = torch::softmax(r.heads.at(s->head_of_task.at(task)), 1);
-             std::vector<std::string> names;
-             for (const auto& t : s->system->teachers()) names.push_back(t.name);
-             metrics.routed(names, r.selected);
+             const auto& names = s->teacher_names;
              nlohmann::json preds = nlohmann::json::array();
              for (int64_t i = 0; i < probs.size(0); ++i) {
                const auto row = probs[i].contiguous();
@@ -385,7 +368,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
              const auto body = parse_body(req);
              const auto s = snapshot();
              std::string task;
-             const auto r = run_forward(*s, body, task);
+             const auto r = run_forward(s, body, task);
              nlohmann::json rows = nlohmann::json::array();
              const auto z = r.shared.contiguous();
              for (int64_t i = 0; i < z.size(0); ++i)
@@ -398,7 +381,13 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
              const auto body = parse_body(req);
              const auto run = body.find("run");
              if (run == body.end() || !run->is_string()) throw RequestError(400, "'run' (a run folder) is required");
-             const auto [previous, next] = swap_to(run->get<std::string>());
+             std::vector<std::string> components;
+             if (const auto c = body.find("components"); c != body.end()) {
+               if (!c->is_array() || c->empty() || !std::all_of(c->begin(), c->end(), [](const auto& x) { return x.is_string(); }))
+                 throw RequestError(400, "'components' must be a non-empty array of names (tower.X, norm.X, router, head.H, teacher.X)");
+               components = c->get<std::vector<std::string>>();
+             }
+             const auto [previous, next] = swap_to(run->get<std::string>(), components);
              reply(res, 200, {{"version", next}, {"previous", previous}});
            }));
   srv.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
@@ -423,7 +412,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (!hangup.exchange(false)) continue;
       try {
-        swap_to(watch_dir);
+        swap_to(watch_dir, {});
       } catch (const std::exception& e) {
         spdlog::error("SIGHUP: {}", e.what());
       }

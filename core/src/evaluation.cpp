@@ -118,27 +118,43 @@ int64_t probe_budget(const config::Composition& comp) {
   return (comp.trainer.steps + tasks - 1) / tasks;
 }
 
-std::string load_run_weights(ComposedSystem& sys, const std::string& run_dir) {
+std::string run_checkpoint(const std::string& run_dir) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
   std::string name;
   if (fs::exists(dir / "best")) name = read_word(dir / "best");
   else if (fs::exists(dir / "latest")) name = read_word(dir / "latest");
   if (name.empty()) throw TrainingError(run_dir + " has no checkpoints: is it a run folder written by `nexus train`?");
-  const auto ckpt = dir / name;
+  return (dir / name).string();
+}
+
+std::string load_run_weights(ComposedSystem& sys, const std::string& run_dir,
+                             const std::map<std::string, std::string>& sources) {
+  const auto ckpt = run_checkpoint(run_dir);
   for (const auto& [mod_name, module] : sys.trainable_modules()) {
-    const auto file = ckpt / (mod_name + ".pt");
+    const auto source = sources.find(mod_name);
+    const fs::path file = fs::path(source != sources.end() ? source->second : ckpt) / (mod_name + ".pt");
     if (!fs::exists(file))
-      throw TrainingError("checkpoint " + ckpt.string() + " has no " + file.filename().string() +
+      throw TrainingError("checkpoint " + file.parent_path().string() + " has no " + file.filename().string() +
                           ": the run was trained with a different composition");
+    // torch::load takes a stored tensor's shape as it is (Tensor::set_), so a file from another
+    // composition would load "fine" and fail later, mid-forward: compare shapes here.
+    std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+    for (const auto& p : module->named_parameters()) shapes.emplace_back(p.key(), p.value().sizes().vec());
     try {
       auto m = module;
       torch::load(m, file.string());
     } catch (const c10::Error& e) {
       throw TrainingError("corrupt checkpoint file " + file.string() + ": " + e.what_without_backtrace());
     }
+    const auto loaded = module->named_parameters();
+    for (const auto& [key, shape] : shapes)
+      if (!loaded.contains(key) || loaded[key].sizes().vec() != shape)
+        throw TrainingError("checkpoint file " + file.string() + " does not fit: parameter '" + key + "' has shape " +
+                            (loaded.contains(key) ? c10::str(loaded[key].sizes()) : std::string("(none)")) +
+                            ", the composition needs " + c10::str(c10::IntArrayRef(shape)));
   }
   for (const auto& [mod_name, module] : sys.trainable_modules()) module->eval();
-  return ckpt.string();
+  return ckpt;
 }
 
 Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,

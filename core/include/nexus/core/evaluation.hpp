@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,12 @@ int64_t probe_budget(const config::Composition& composition);
 Evaluation evaluate(const config::Composition& composition, ComposedSystem& system, cache::FeatureCache& store,
                     const EvalOptions& options);
 
-// Loads a run's best checkpoint (falling back to its latest) into the system's trainable modules.
+// A run's checkpoint folder: its best, falling back to its latest; TrainingError if it has none.
+std::string run_checkpoint(const std::string& run_dir);
+// Loads a run's checkpoint (run_checkpoint) into the system's trainable modules; a module named in
+// `sources` is read from that checkpoint folder instead (a component taken from another run).
 // Returns the checkpoint folder; throws TrainingError naming the file that is missing or corrupt.
-std::string load_run_weights(ComposedSystem& system, const std::string& run_dir);
+std::string load_run_weights(ComposedSystem& system, const std::string& run_dir,
+                             const std::map<std::string, std::string>& sources = {});
 
 }  // namespace nexus
