@@ -215,6 +215,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   size_t max_body = 8 << 20;
   int64_t max_batch_rows = 64;
   double max_delay_ms = 2;
+  std::string routing = "sparse";
   po::options_description opts(
       "Usage: nexus serve RUN [--port N] [--host ADDR] [--admin-token-file F] [--watch DIR]\n\n"
       "Serves a trained run over HTTP/JSON (loopback by default):\n"
@@ -236,10 +237,14 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       ("max-body", po::value(&max_body)->default_value(max_body), "largest request body in bytes (larger: 413)")
       ("watch", po::value(&watch_dir), "run folder re-read on SIGHUP (default: RUN)")
       ("max-batch", po::value(&max_batch_rows)->default_value(max_batch_rows), "micro-batching: most inputs per forward")
-      ("max-delay-ms", po::value(&max_delay_ms)->default_value(max_delay_ms), "micro-batching: longest a request waits for company");
+      ("max-delay-ms", po::value(&max_delay_ms)->default_value(max_delay_ms), "micro-batching: longest a request waits for company")
+      ("routing", po::value(&routing)->default_value(routing),
+       "sparse: a teacher encodes only the inputs routed to it (when the router reads a teacher's features);\n"
+       "dense: every teacher encodes every input (same outputs; for comparison)");
   if (!parse_command(args, opts, {{"run", &run_dir}})) return kOk;
   if (run_dir.empty()) throw UsageError("serve needs a RUN folder (written by `nexus train`)");
   if (watch_dir.empty()) watch_dir = run_dir;
+  if (routing != "sparse" && routing != "dense") throw UsageError("--routing must be sparse or dense, got '" + routing + "'");
   if (max_batch_rows < 1) throw UsageError("--max-batch must be at least 1");
   if (!(max_delay_ms >= 0 && max_delay_ms <= 1000)) throw UsageError("--max-delay-ms must be between 0 and 1000");
   std::string token;
@@ -260,7 +265,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   auto snapshot = [&] { return std::atomic_load(&current); };
   std::mutex swap_mutex;
   Metrics metrics;
-  serving::MicroBatcher batcher({max_batch_rows, std::chrono::microseconds(int64_t(max_delay_ms * 1000))},
+  serving::MicroBatcher batcher({max_batch_rows, std::chrono::microseconds(int64_t(max_delay_ms * 1000)), routing == "dense"},
                                 [&](const serving::BatchStats& b) { metrics.batch(b); });
 
   // Loads and smoke-checks a run, or components of one over the current snapshot, then swaps it
@@ -292,6 +297,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
 
   httplib::Server srv;
   srv.set_payload_max_length(max_body);
+  srv.set_tcp_nodelay(true);  // small JSON replies: without it, Nagle + delayed ACK add ~40 ms each
   auto reply = [](httplib::Response& res, int status, const nlohmann::json& j) {
     res.status = status;
     // Error messages may quote the request's bytes: never let invalid UTF-8 turn a 400 into a 500.

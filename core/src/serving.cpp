@@ -174,7 +174,14 @@ ForwardResult MicroBatcher::forward(const Snapshot& s, const std::string& task, 
   torch::NoGradGuard no_grad;
   stats.modality = s.modality_of_task.at(task);
   stats.rows = in.size();
-  auto r = s.system->forward_routed(in, stats.modality, task, &stats.teacher_rows);
+  ForwardResult r;
+  if (options_.dense) {
+    r = s.system->forward(in, stats.modality, task);
+    for (const auto& t : s.system->teachers())
+      stats.teacher_rows.push_back(to_string(t.teacher->modality()) == stats.modality ? stats.rows : 0);
+  } else {
+    r = s.system->forward_routed(in, stats.modality, task, &stats.teacher_rows);
+  }
   stats.selected = r.selected;
   return r;
 }

@@ -210,6 +210,7 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, cons
     if (router_input_ == "teacher:" + slot.name) router_features = features[size_t(i)];
   }
   auto stacked = torch::stack(projected, 1);  // [B, N, D]
+  const bool gate_missing = router_input_.rfind("teacher:", 0) == 0 && !router_features.defined();
   if (!router_features.defined())
     router_features = stacked.sum(1) / available.sum(1, true).clamp_min(1).to(stacked.dtype());
   if (!contexts_.empty()) {
@@ -219,7 +220,18 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, cons
         if (features[size_t(i)].defined()) context = to_string(teachers_[size_t(i)].teacher->modality());
     router_features = with_context(router_features, context);
   }
-  auto routing = router_->route(router_features, available);
+  RouterOutput routing;
+  if (gate_missing) {
+    // The router reads a teacher of another modality: it cannot decide here. That is fine while
+    // each input has a single teacher available (the image teacher of a text-routed system).
+    if ((available.sum(1) > 1).any().item<bool>())
+      throw std::invalid_argument("the router reads " + router_input_.substr(8) + "'s features, which this " +
+                                  "batch does not have, and several teachers could serve it");
+    routing.weights = available.to(torch::kFloat);
+    routing.selected = available;
+  } else {
+    routing = router_->route(router_features, available);
+  }
   r.weights = routing.weights;
   r.logits = routing.logits;
   r.selected = routing.selected.defined() ? routing.selected : routing.weights > 0;

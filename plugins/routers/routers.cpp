@@ -45,6 +45,14 @@ class SoftmaxRouter : public LinearGate {
   }
 };
 
+// Softmax over masked logits (unavailable towers at -inf). A row where nothing is available gets
+// all-zero weights and a zero gradient: a plain softmax would give NaN there, and NaN gradients
+// would poison the gate's parameters for the whole batch.
+torch::Tensor safe_softmax(const torch::Tensor& logits) {
+  const auto any = logits.isfinite().any(1, true);
+  return torch::softmax(logits.masked_fill(any.logical_not(), 0.0), 1) * any;
+}
+
 // Keeps the k largest logits per input and renormalises over them; only those towers run.
 class TopKRouter : public LinearGate {
  public:
@@ -58,20 +66,18 @@ class TopKRouter : public LinearGate {
     auto top = logits.topk(k_, 1);
     auto kept = torch::full_like(logits, -std::numeric_limits<float>::infinity()).scatter(1, std::get<1>(top), std::get<0>(top));
     auto w = torch::softmax(kept, 1).nan_to_num(0.0);  // a row with nothing available stays all-zero
+    if (k_ == 1) {
+      // One survivor gets weight exactly 1, which has no gradient: the gate would never learn.
+      // Straight-through: the value stays one-hot, the gradient is the full softmax's.
+      const auto soft = safe_softmax(logits);
+      w = w + (soft - soft.detach());  // bracketed: exactly w in value
+    }
     return {w, logits, w > 0};
   }
 
  private:
   int64_t k_;
 };
-
-// Softmax over masked logits (unavailable towers at -inf). A row where nothing is available gets
-// all-zero weights and a zero gradient: a plain softmax would give NaN there, and NaN gradients
-// would poison the gate's parameters for the whole batch.
-torch::Tensor safe_softmax(const torch::Tensor& logits) {
-  const auto any = logits.isfinite().any(1, true);
-  return torch::softmax(logits.masked_fill(any.logical_not(), 0.0), 1) * any;
-}
 
 // The k largest logits of each row kept, the rest at -inf.
 torch::Tensor keep_top_k(const torch::Tensor& logits, int64_t k) {

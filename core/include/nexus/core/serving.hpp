@@ -61,6 +61,7 @@ std::shared_ptr<const Snapshot> load_snapshot(Recipe recipe, std::shared_ptr<con
 struct BatcherOptions {
   int64_t max_rows = 64;                        // inputs per forward; a larger request runs alone
   std::chrono::microseconds max_delay{2000};    // how long the first request of a batch waits for company
+  bool dense = false;                           // run every teacher of the modality (for comparison)
 };
 
 // What one batch did, for metrics.
