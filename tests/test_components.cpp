@@ -156,6 +156,21 @@ TEST_CASE("sigmoid router: independent gates, unavailable towers at 0, optional 
   CHECK(param(*g, "gate.weight").grad().abs().sum().item<double>() > 0);
 }
 
+TEST_CASE("topk router, k=1: weights exactly one-hot, yet the gate learns (straight-through)") {
+  auto r = reg().create_router("topk", opts("d_in=4;n_experts=3;k=1"));
+  const auto x = torch::randn({6, 4});
+  const auto avail = torch::tensor({1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1}, torch::kBool).view({6, 3});
+  const auto out = r->forward(x, avail);
+  CHECK(out.weights.sum(1).eq(1).all().item<bool>());  // exactly, not approximately
+  CHECK(out.weights.eq(0).logical_or(out.weights.eq(1)).all().item<bool>());
+  CHECK(torch::equal(out.selected, out.weights > 0));
+  CHECK(out.weights.masked_select(avail.logical_not()).eq(0).all().item<bool>());
+  CHECK(torch::equal(out.weights.argmax(1), out.logits.argmax(1)));
+  // A loss that prefers tower 2 pushes its logit up through the soft path.
+  (out.weights.select(1, 2) * -1.0).sum().backward();
+  CHECK(param(*r, "gate.weight").grad().abs().sum().item<double>() > 0);
+}
+
 // ------------------------------------------------------------------------------------ conditioned
 
 TEST_CASE("conditioned router: starts as a plain softmax router, then follows its context") {
