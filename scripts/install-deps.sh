@@ -13,6 +13,7 @@ packages=(
   libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
   libcpp-httplib-dev pkgconf         # nexus serve (cpp-httplib is found through pkg-config)
+  libgloo-dev                        # c10d's Gloo process group headers (multi-process training)
   # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)
   dataset-fashion-mnist wordnet-base fortunes
 )

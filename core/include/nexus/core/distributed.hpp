@@ -1,0 +1,57 @@
+// Data-parallel plumbing on PyTorch's own c10d: a Gloo process group over a TCPStore, joined the
+// way torchrun's workers join (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nexus::dist {
+
+struct DistOptions {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  // How long any collective (and joining) may wait for the other ranks: a rank that died makes
+  // the others fail with an error after this, never hang.
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+};
+
+// The torchrun variables; nullopt when WORLD_SIZE is not set. Throws std::invalid_argument naming
+// the variable when one is malformed or inconsistent (RANK outside [0, WORLD_SIZE)).
+std::optional<DistOptions> options_from_environment();
+
+class ProcessGroup {
+ public:
+  // Joins the group: rank 0 hosts the store at master_addr:master_port. Throws std::runtime_error
+  // saying who is missing when the other ranks do not arrive within the timeout.
+  explicit ProcessGroup(const DistOptions& options);
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const;
+  int world_size() const;
+
+  // Averages the tensors over the ranks, in place. Tensors are packed into flat buckets of at most
+  // bucket_bytes (one all-reduce per bucket, not per tensor); undefined tensors are skipped.
+  void allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes = int64_t(25) << 20);
+  // Rank `root`'s values everywhere, in place.
+  void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
+  // True on every rank when it is true on any (a synchronised decision, e.g. to stop early).
+  bool any(bool flag);
+  void barrier();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nexus::dist

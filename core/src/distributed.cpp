@@ -1,0 +1,144 @@
+#include "nexus/core/distributed.hpp"
+
+// libtorch guards its Gloo process group behind this macro (Debian's libtorch is built with Gloo;
+// the headers come from libgloo-dev).
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace nexus::dist {
+
+namespace {
+
+std::optional<int> env_int(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end || x < 0 || x > 1 << 20) throw std::invalid_argument(std::string(name) + "='" + v + "' is not a non-negative integer");
+  return int(x);
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what, int rank) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    // Gloo's own message names the socket; say what it means for the job.
+    throw std::runtime_error(std::string(what) + " failed on rank " + std::to_string(rank) +
+                             ": another worker died or stopped answering (" + e.what() + ")");
+  }
+}
+
+}  // namespace
+
+std::optional<DistOptions> options_from_environment() {
+  const auto world = env_int("WORLD_SIZE");
+  if (!world) return std::nullopt;
+  DistOptions o;
+  o.world_size = *world;
+  if (o.world_size < 1) throw std::invalid_argument("WORLD_SIZE must be at least 1");
+  o.rank = env_int("RANK").value_or(0);
+  o.local_rank = env_int("LOCAL_RANK").value_or(o.rank);
+  if (o.rank >= o.world_size)
+    throw std::invalid_argument("RANK=" + std::to_string(o.rank) + " is outside WORLD_SIZE=" + std::to_string(o.world_size));
+  if (const char* a = std::getenv("MASTER_ADDR"); a && *a) o.master_addr = a;
+  o.master_port = env_int("MASTER_PORT").value_or(o.master_port);
+  if (o.master_port < 1 || o.master_port > 65535) throw std::invalid_argument("MASTER_PORT must be a TCP port");
+  return o;
+}
+
+struct ProcessGroup::Impl {
+  DistOptions options;
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+ProcessGroup::ProcessGroup(const DistOptions& options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  c10d::TCPStoreOptions so;
+  so.port = uint16_t(options.master_port);
+  so.isServer = options.rank == 0;
+  so.numWorkers = size_t(options.world_size);
+  so.waitWorkers = false;  // joining is checked below, with a message that says who is missing
+  so.timeout = options.timeout;
+  try {
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, so);
+    auto go = c10d::ProcessGroupGloo::Options::create(options.timeout);
+    go->devices.push_back(options.master_addr == "127.0.0.1" || options.master_addr == "localhost"
+                              ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                              : c10d::ProcessGroupGloo::createDefaultDevice());
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options.rank, options.world_size, go);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("rank " + std::to_string(options.rank) + " of " + std::to_string(options.world_size) +
+                             " could not join the group at " + options.master_addr + ":" +
+                             std::to_string(options.master_port) + " within " +
+                             std::to_string(options.timeout.count()) + " ms: " + e.what());
+  }
+}
+
+ProcessGroup::~ProcessGroup() = default;
+
+int ProcessGroup::rank() const { return impl_->options.rank; }
+int ProcessGroup::world_size() const { return impl_->options.world_size; }
+
+void ProcessGroup::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes) {
+  torch::NoGradGuard no_grad;
+  const double scale = 1.0 / world_size();
+  std::vector<at::Tensor> bucket;
+  int64_t bytes = 0;
+  auto flush = [&] {
+    if (bucket.empty()) return;
+    std::vector<at::Tensor> flat{torch::cat([&] {
+      std::vector<at::Tensor> v;
+      for (const auto& t : bucket) v.push_back(t.reshape(-1).to(torch::kFloat));
+      return v;
+    }())};
+    wait(impl_->group->allreduce(flat), "all-reduce", rank());
+    flat[0].mul_(scale);
+    int64_t offset = 0;
+    for (auto& t : bucket) {
+      t.copy_(flat[0].narrow(0, offset, t.numel()).view_as(t));
+      offset += t.numel();
+    }
+    bucket.clear();
+    bytes = 0;
+  };
+  for (const auto& t : tensors) {
+    if (!t.defined() || t.numel() == 0) continue;
+    const int64_t b = t.numel() * int64_t(sizeof(float));
+    if (!bucket.empty() && bytes + b > bucket_bytes) flush();
+    bucket.push_back(t);
+    bytes += b;
+  }
+  flush();
+}
+
+void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root) {
+  torch::NoGradGuard no_grad;
+  for (const auto& t : tensors) {
+    if (!t.defined()) continue;
+    std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+    c10d::BroadcastOptions bo;
+    bo.rootRank = root;
+    wait(impl_->group->broadcast(one, bo), "broadcast", rank());
+    if (!one[0].is_same(t)) t.copy_(one[0]);
+  }
+}
+
+bool ProcessGroup::any(bool flag) {
+  std::vector<at::Tensor> v{torch::full({1}, flag ? 1.0f : 0.0f)};
+  c10d::AllreduceOptions ao;
+  ao.reduceOp = c10d::ReduceOp::MAX;
+  wait(impl_->group->allreduce(v, ao), "all-reduce", rank());
+  return v[0].item<float>() > 0;
+}
+
+void ProcessGroup::barrier() { wait(impl_->group->barrier(), "barrier", rank()); }
+
+}  // namespace nexus::dist

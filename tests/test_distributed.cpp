@@ -1,0 +1,111 @@
+// c10d Gloo process groups on loopback: two ranks as two threads of this process.
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <thread>
+
+#include "nexus/core/distributed.hpp"
+
+using namespace nexus;
+
+namespace {
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Runs body(rank, group) on `world` threads joined into one group; rethrows a thread's failure.
+void on_ranks(int world, const std::function<void(int, dist::ProcessGroup&)>& body) {
+  const int port = free_port();
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(static_cast<size_t>(world), std::string());
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        dist::DistOptions o;
+        o.rank = r;
+        o.world_size = world;
+        o.master_port = port;
+        o.timeout = std::chrono::seconds(20);
+        dist::ProcessGroup g(o);
+        body(r, g);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < world; ++r) {
+    INFO("rank " << r << ": " << errors[size_t(r)]);
+    CHECK(errors[size_t(r)].empty());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("c10d Gloo: bucketed all-reduce averages every tensor, broadcast and any agree across 2 ranks") {
+  on_ranks(2, [](int rank, dist::ProcessGroup& g) {
+    CHECK(g.world_size() == 2);
+    CHECK(g.rank() == rank);
+    // Three tensors of different shapes; a 64-byte bucket limit forces several buckets.
+    std::vector<at::Tensor> t{torch::full({3, 2}, float(rank + 1)), torch::arange(5, torch::kFloat) * (rank + 1),
+                              at::Tensor(), torch::full({40}, rank == 0 ? -2.0f : 4.0f)};
+    g.allreduce_mean(t, 64);
+    CHECK(torch::allclose(t[0], torch::full({3, 2}, 1.5f)));
+    CHECK(torch::allclose(t[1], torch::arange(5, torch::kFloat) * 1.5));
+    CHECK(torch::allclose(t[3], torch::full({40}, 1.0f)));
+    std::vector<at::Tensor> b{torch::full({4}, float(rank * 10 + 7))};
+    g.broadcast(b, 0);
+    CHECK(torch::equal(b[0], torch::full({4}, 7.0f)));
+    CHECK(g.any(rank == 1));
+    CHECK_FALSE(g.any(false));
+    g.barrier();
+  });
+}
+
+TEST_CASE("c10d Gloo: a rank that never arrives makes joining fail with a message, not hang") {
+  dist::DistOptions o;
+  o.rank = 0;
+  o.world_size = 2;
+  o.master_port = free_port();
+  o.timeout = std::chrono::seconds(2);
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS(dist::ProcessGroup{o}, doctest::Contains("rank 0 of 2 could not join the group"), std::runtime_error);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+}
+
+TEST_CASE("torchrun's environment variables") {
+  ::unsetenv("WORLD_SIZE");
+  CHECK_FALSE(dist::options_from_environment().has_value());
+  ::setenv("WORLD_SIZE", "4", 1);
+  ::setenv("RANK", "3", 1);
+  ::setenv("LOCAL_RANK", "1", 1);
+  ::setenv("MASTER_ADDR", "10.0.0.2", 1);
+  ::setenv("MASTER_PORT", "29511", 1);
+  const auto o = dist::options_from_environment();
+  REQUIRE(o.has_value());
+  CHECK(o->world_size == 4);
+  CHECK(o->rank == 3);
+  CHECK(o->local_rank == 1);
+  CHECK(o->master_addr == "10.0.0.2");
+  CHECK(o->master_port == 29511);
+  ::setenv("RANK", "4", 1);
+  CHECK_THROWS_WITH_AS(dist::options_from_environment(), "RANK=4 is outside WORLD_SIZE=4", std::invalid_argument);
+  ::setenv("RANK", "x", 1);
+  CHECK_THROWS_WITH_AS(dist::options_from_environment(), "RANK='x' is not a non-negative integer", std::invalid_argument);
+  for (const char* v : {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+}
