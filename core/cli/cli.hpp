@@ -50,6 +50,9 @@ int cmd_validate(const Globals& g, const std::vector<std::string>& args);
 int cmd_forward(const Globals& g, const std::vector<std::string>& args);
 int cmd_cache(const Globals& g, const std::vector<std::string>& args);
 int cmd_train(const Globals& g, const std::vector<std::string>& args);
+// Runs `nexus train ARGS` in nproc local worker processes (torchrun's variables, a free loopback
+// port); stops them all when one fails. Returns rank 0's exit code, or kRuntimeFailure.
+int launch_workers(const Globals& g, int nproc, const std::vector<std::string>& train_args);
 int cmd_eval(const Globals& g, const std::vector<std::string>& args);
 
 int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args);

@@ -14,6 +14,7 @@
 #include "increment.hpp"
 #include "nexus/config/composition.hpp"
 #include "nexus/core/caching.hpp"
+#include "nexus/core/distributed.hpp"
 #include "nexus/core/incremental.hpp"
 #include "nexus/core/system.hpp"
 #include "nexus/core/trainer.hpp"
@@ -24,15 +25,21 @@ namespace nexus::cli {
 
 int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   bool json = false, resume = false, fp16 = false, no_eval = false;
+  int nproc = 1;
+  double dist_timeout = 30;
   std::string file, run_dir, cache_root;
   std::vector<std::string> overrides;
   IncrementRequest inc;
   po::options_description opts(
-      "Usage: nexus train FILE --run DIR [--resume] [--set key=value]... [--json]\n"
+      "Usage: nexus train FILE --run DIR [--resume] [--set key=value]... [--nproc N] [--json]\n"
       "       nexus train FILE --from RUN --run DIR [--kl-weight W] [--force] [--compare-full]\n\n"
       "With --from, FILE is a trained run's composition with teachers (or heads) added or removed:\n"
       "only what is new is trained, everything else is carried over from RUN bit for bit, and DIR\n"
-      "gets the same proof as `nexus add-teacher` (proof.json).\n\nOptions");
+      "gets the same proof as `nexus add-teacher` (proof.json).\n\n"
+      "Data-parallel: --nproc N starts N local worker processes (c10d, Gloo); each trains on its slice\n"
+      "of every batch of trainer.batch_size rows and gradients are averaged, so the result matches one\n"
+      "process. With torchrun's variables set (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)\n"
+      "this process joins such a job instead (the run folder must be shared). --resume works with any N.\n\nOptions");
   opts.add_options()("run", po::value(&run_dir), "run folder: checkpoints, metrics.jsonl (default runs/<name>)")
       ("resume", po::bool_switch(&resume), "continue from the run's latest checkpoint")
       ("set", po::value(&overrides)->composing(), "override a composition value (repeatable)")
@@ -40,6 +47,9 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("fp16", po::bool_switch(&fp16), "cache features as fp16")
       ("no-eval", po::bool_switch(&no_eval), "skip the evaluation (probes, retention) after training")
       ("json", po::bool_switch(&json), "machine-readable summary on stdout")
+      ("nproc", po::value(&nproc)->default_value(nproc), "data-parallel worker processes on this machine")
+      ("dist-timeout", po::value(&dist_timeout)->default_value(dist_timeout),
+       "seconds a worker waits for the others (joining, each all-reduce) before failing")
       ("from", po::value(&inc.base_run), "a trained run: train only what FILE adds to it")
       ("kl-weight", po::value(&inc.kl_weight)->default_value(inc.kl_weight), "with --from: weight of the anti-forgetting KL term")
       ("steps", po::value(&inc.steps), "with --from: training steps (default: a quarter of a task's share of trainer.steps, per task trained)")
@@ -47,6 +57,25 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("compare-full", po::bool_switch(&inc.compare_full), "with --from: also train FILE from scratch and compare wall times");
   if (!parse_command(args, opts, {{"file", &file}})) return kOk;
   if (file.empty()) throw UsageError("train needs a composition FILE");
+  if (nproc < 1 || nproc > 256) throw UsageError("--nproc must be between 1 and 256");
+  if (!(dist_timeout > 0)) throw UsageError("--dist-timeout must be positive");
+  auto dist_options = dist::options_from_environment();
+  if (nproc > 1 && !dist_options) {
+    if (!inc.base_run.empty()) throw UsageError("--nproc does not combine with --from (yet)");
+    std::vector<std::string> worker_args;
+    for (size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--nproc") ++i;                     // the workers are the processes
+      else if (args[i].rfind("--nproc=", 0) != 0) worker_args.push_back(args[i]);
+    }
+    return launch_workers(g, nproc, worker_args);
+  }
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (dist_options && dist_options->world_size > 1) {
+    if (!inc.base_run.empty()) throw UsageError("data-parallel training does not combine with --from (yet)");
+    dist_options->timeout = std::chrono::milliseconds(int64_t(dist_timeout * 1000));
+    group = std::make_unique<dist::ProcessGroup>(*dist_options);
+  }
+  const bool writer = !group || group->rank() == 0;
   const auto reg = scanned_registry(g);
   if (!inc.base_run.empty()) {
     if (run_dir.empty()) throw UsageError("train --from needs --run DIR for the new run");
@@ -72,18 +101,26 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   CachingOptions co;
   if (no_eval) co.splits = {"train", "val"};  // else the test split too, for the evaluation
   co.dtype = fp16 ? cache::DType::F16 : cache::DType::F32;
-  co.progress = !json;
-  for (const auto& r : cache_features(comp, sys, store, co))
-    spdlog::info("features {} {}/{}: {}", r.teacher, r.dataset, r.split, r.computed_rows ? "computed" : "cached");
+  co.progress = !json && writer;
+  // One worker per machine (local rank 0) computes missing features; the others then find them.
+  auto cache = [&] {
+    for (const auto& r : cache_features(comp, sys, store, co))
+      spdlog::info("features {} {}/{}: {}", r.teacher, r.dataset, r.split, r.computed_rows ? "computed" : "cached");
+  };
+  if (!group || dist_options->local_rank == 0) cache();
+  if (group) group->barrier();
+  if (group && dist_options->local_rank != 0) cache();
   const auto data = load_task_data(comp, sys, store);
 
-  if (!resume || !std::filesystem::exists(std::filesystem::path(run_dir) / "run.json"))
+  if (writer && (!resume || !std::filesystem::exists(std::filesystem::path(run_dir) / "run.json")))
     write_run_info(run_dir, file, overrides);
   TrainOptions to;
   to.run_dir = run_dir;
   to.resume = resume;
   to.progress = !json;
+  to.group = group.get();
   const auto result = train(comp, sys, data, to);
+  if (!writer) return kOk;  // rank 0 evaluates and reports
   const auto digest = weights_digest(sys);
   nlohmann::json eval_json;
   int rc = kOk;
@@ -109,6 +146,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
                                 {"stopped_early", result.stopped_early},
                                 {"step_seconds", result.step_seconds},
                                 {"samples_per_second", result.samples_per_second},
+                                {"processes", group ? group->world_size() : 1},
                                 {"eval", eval_json},
                                 {"shared_variance", result.shared_variance},
                                 {"weights_sha256", digest}}

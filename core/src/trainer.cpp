@@ -1,4 +1,5 @@
 #include "nexus/core/trainer.hpp"
+#include "nexus/core/distributed.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "nexus/core/caching.hpp"
 #include "nexus/core/dataset.hpp"
@@ -223,6 +225,35 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, cons
   return v;
 }
 
+// Averages gradients over the ranks. A parameter whose gradient is undefined on some ranks (a
+// tower no row of their slice was routed to) gets zeros there; one undefined on every rank stays
+// undefined, as it would in one process, so the optimizer skips it the same way.
+void average_gradients(dist::ProcessGroup& group, const std::vector<torch::Tensor>& params) {
+  auto defined = torch::zeros({int64_t(params.size())});
+  for (size_t i = 0; i < params.size(); ++i) defined[int64_t(i)] = params[i].grad().defined() ? 1.0f : 0.0f;
+  group.allreduce_mean({defined});
+  std::vector<at::Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (defined[int64_t(i)].item<float>() == 0.0f) continue;
+    auto p = params[i];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  group.allreduce_mean(grads);
+}
+
+// Every rank validates the same weights on the same data; rank 0's figures decide for all, so a
+// last-bit difference can never make one rank roll back and another not.
+void agree_with_rank0(dist::ProcessGroup& group, Validation& v) {
+  std::vector<at::Tensor> values{torch::tensor({v.loss, v.variance}, torch::kDouble)};
+  for (const auto& [task, acc] : v.accuracy) values.push_back(torch::tensor({acc}, torch::kDouble));
+  group.broadcast(values, 0);
+  v.loss = values[0][0].item<double>();
+  v.variance = values[0][1].item<double>();
+  size_t i = 1;
+  for (auto& [task, acc] : v.accuracy) acc = values[i++][0].item<double>();
+}
+
 }  // namespace
 
 SplitFeatures load_split_features(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
@@ -270,6 +301,12 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
   if (data.empty()) throw TrainingError("nothing to train: the composition has no heads with data");
   const auto& cfg = comp.trainer;
   const fs::path run_dir = options.run_dir;
+  dist::ProcessGroup* group = options.group && options.group->world_size() > 1 ? options.group : nullptr;
+  const bool writer = !group || group->rank() == 0;  // checkpoints, metrics, progress
+  const int64_t world = group ? group->world_size() : 1, rank = group ? group->rank() : 0;
+  if (cfg.batch_size % world != 0)
+    throw TrainingError("trainer.batch_size=" + std::to_string(cfg.batch_size) + " does not split evenly over " +
+                        std::to_string(world) + " processes");
   fs::create_directories(run_dir);
   // The global generator (initialisation, dropout) is seeded by whoever built the system, before
   // building it; batches come from a generator of their own so they do not depend on it.
@@ -308,7 +345,7 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     result.resumed = true;
     spdlog::info("resuming {} at step {}", run_dir.string(), s.step);
   } else {
-    if (fs::exists(latest_file))
+    if (writer && fs::exists(latest_file))
       throw TrainingError("run folder " + run_dir.string() + " already has checkpoints: use --resume, or another folder");
     std::vector<std::vector<at::Tensor>> per_teacher(sys.teachers().size());
     for (const auto& task : data)
@@ -320,11 +357,15 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     s.initial_variance = v.variance;
     s.best_val = v.loss;
     s.best_dir = "step-00000000";
-    save_checkpoint(run_dir, t, s);
+    if (writer) save_checkpoint(run_dir, t, s);
   }
+  if (group) group->barrier();  // rank 0's first checkpoint exists before anyone may roll back to it
 
-  std::ofstream metrics(run_dir / "metrics.jsonl", std::ios::app);
-  auto log = [&](const nlohmann::json& j) { metrics << j.dump() << "\n" << std::flush; };
+  std::ofstream metrics;
+  if (writer) metrics.open(run_dir / "metrics.jsonl", std::ios::app);
+  auto log = [&](const nlohmann::json& j) {
+    if (writer) metrics << j.dump() << "\n" << std::flush;
+  };
   auto lr_at = [&](int64_t step) {
     const double warm = cfg.warmup_steps > 0 && step < cfg.warmup_steps ? double(step + 1) / double(cfg.warmup_steps) : 1.0;
     const int64_t decay_steps = std::max<int64_t>(1, cfg.steps - cfg.warmup_steps);
@@ -344,7 +385,7 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     s.stale_validations = stale;
     s.step = step;  // the schedule goes on; the weights and optimizer go back
     s.lr_factor = factor;
-    spdlog::warn("step {}: {}; rolled back to {} and halved the learning rate", step, why, s.best_dir);
+    if (writer) spdlog::warn("step {}: {}; rolled back to {} and halved the learning rate", step, why, s.best_dir);
     log({{"step", step}, {"rollback", why}, {"to", s.best_dir}, {"lr_factor", factor}});
   };
 
@@ -359,18 +400,21 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     const size_t k = size_t(s.step % int64_t(data.size()));
     const auto& task = data[k];
     auto index = torch::randint(task.train_labels.size(0), {cfg.batch_size}, sampler, torch::kLong);
+    if (group) index = index.narrow(0, rank * (cfg.batch_size / world), cfg.batch_size / world);  // this rank's slice
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_at(s.step));
     optimizer.zero_grad();
     auto r = sys.fuse(rows(task.train, index), task.task, rows(projections[k].train, index));
     auto loss = task_loss(sys, task, r, task.train_labels.index_select(0, index), rows_of(task.train_reference, index),
                           s.step, options);
-    const double loss_value = loss.item<double>();
+    double loss_value = loss.item<double>();
+    if (group && group->any(!std::isfinite(loss_value))) loss_value = std::numeric_limits<double>::quiet_NaN();
     if (!std::isfinite(loss_value)) {
       roll_back("loss is " + std::to_string(loss_value) + " on task '" + task.task + "'");
       ++s.step;
       continue;
     }
     loss.backward();
+    if (group) average_gradients(*group, params);
     const double grad_norm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(params, cfg.grad_clip) : 0.0;
     if (!std::isfinite(grad_norm)) {
       roll_back("gradient norm is " + std::to_string(grad_norm));
@@ -382,10 +426,11 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     ++steps_timed;
     ++s.step;
     if (s.step % log_every == 0) log({{"step", s.step}, {"task", task.task}, {"loss", loss_value}, {"lr", lr_at(s.step - 1)}});
-    if (options.progress) progress.update(s.step, s.step - start);
+    if (options.progress && writer) progress.update(s.step, s.step - start);
 
     if (s.step % cfg.validate_every == 0 || s.step == cfg.steps) {
-      const auto v = validate(sys, data, projections, s.step, options);
+      auto v = validate(sys, data, projections, s.step, options);
+      if (group) agree_with_rank0(*group, v);
       log({{"step", s.step}, {"val_loss", v.loss}, {"val_accuracy", v.accuracy}, {"shared_variance", v.variance}});
       if (v.variance < options.collapse_ratio * s.initial_variance)
         throw TrainingError("the shared space collapsed at step " + std::to_string(s.step) + ": its variance is " +
@@ -417,22 +462,23 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
                      s.stale_validations, s.best_step);
         log({{"step", s.step}, {"early_stop", true}, {"best_step", s.best_step}});
       }
-      save_checkpoint(run_dir, t, s);
+      if (writer) save_checkpoint(run_dir, t, s);
     }
   }
-  progress.finish();
+  if (writer) progress.finish();
+  if (group) group->barrier();  // the best checkpoint is on disk for every rank
   // The run's result is its best checkpoint.
   const int rollbacks = s.rollbacks;
   const int64_t steps_done = s.step;
   const bool stopped_early = s.stopped_early;
   s = load_checkpoint(run_dir / "checkpoints" / s.best_dir, t);
-  write_text_atomically(run_dir / "checkpoints" / "best", s.best_dir);
+  if (writer) write_text_atomically(run_dir / "checkpoints" / "best", s.best_dir);
   const auto v = validate(sys, data, projections, cfg.steps, options);
   set_training(sys, false, {});  // the trained system is handed back ready for inference
   result.steps = steps_done;
   result.stopped_early = stopped_early;
   result.step_seconds = step_seconds;
-  result.samples_per_second = step_seconds > 0 ? double(steps_timed * cfg.batch_size) / step_seconds : 0.0;
+  result.samples_per_second = step_seconds > 0 ? double(steps_timed * cfg.batch_size) / step_seconds : 0.0;  // all ranks
   result.best_step = s.best_step;
   result.best_val_loss = v.loss;
   result.rollbacks = rollbacks;

@@ -50,6 +50,10 @@ SplitFeatures load_split_features(const config::Composition& composition, Compos
 std::vector<TaskData> load_task_data(const config::Composition& composition, ComposedSystem& system,
                                      cache::FeatureCache& store);
 
+namespace dist {
+class ProcessGroup;
+}
+
 struct TrainOptions {
   std::string run_dir;
   bool resume = false;
@@ -63,6 +67,13 @@ struct TrainOptions {
   // Added to a task's loss where TaskData has references: weight * loss(prediction, reference).
   std::shared_ptr<Loss> anti_forgetting;
   double anti_forgetting_weight = 0;
+  // Data-parallel training: every rank draws the same global batch (trainer.batch_size rows) and
+  // trains on its 1/world_size slice; gradients are averaged (bucketed all-reduce) before each
+  // step, so all ranks hold the same weights and reach, within float rounding, what one process
+  // reaches with the whole batch. Rank 0 writes checkpoints and metrics; the other ranks read
+  // rank 0's checkpoints for rollbacks and resume (the run folder must be shared). Validation
+  // decisions come from rank 0, so rollbacks and early stopping happen on every rank together.
+  dist::ProcessGroup* group = nullptr;
 };
 
 struct TrainResult {
