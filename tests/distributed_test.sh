@@ -8,6 +8,8 @@ nexus=$1
 tests=$2
 source "$tests/cli_lib.sh"
 demo="$tests/cli/train_demo.yaml"
+# A process's children, from /proc (procps' pgrep may not be installed).
+children_of() { for s in /proc/[0-9]*/stat; do awk -v p="$1" '$4 == p {print $1}' "$s" 2>/dev/null; done; }
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d' + sys.argv[2]))" "$@"; }
 
 # 1. Same global batch, 1 vs 2 processes: same best step, same validation and test accuracy.
@@ -30,13 +32,13 @@ for _ in $(seq 600); do
   [ -f "$work/killed/checkpoints/latest" ] && [ "$(cat "$work/killed/checkpoints/latest")" != step-00000000 ] && break
   sleep 0.1
 done
-victim=$(pgrep -P "$launcher" | tail -1)
+victim=$(children_of "$launcher" | sort -n | tail -1)
 start=$(date +%s.%N)
 kill -9 "$victim"
 wait "$launcher"; rc=$?
 took=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
 if [ "$rc" = 1 ] && grep -q "was killed by signal 9" "$work/launcher.err" && grep -q "stopped the other 1 worker" "$work/launcher.err" \
-   && [ -z "$(pgrep -P "$launcher")" ]; then
+   && [ -z "$(children_of "$launcher")" ]; then
   echo "ok: a killed worker ends the job in ${took} s, exit 1: $(grep 'nexus train:' "$work/launcher.err")"
 else
   echo "FAIL: killed worker: exit $rc after ${took} s"; cat "$work/launcher.err"; failures=$((failures + 1))
