@@ -11,10 +11,8 @@
 #include <functional>
 #include <thread>
 
-#include "nexus/config/composition.hpp"
 #include "nexus/core/distributed.hpp"
-#include "nexus/core/system.hpp"
-#include "nexus/core/trainer.hpp"
+#include "synthetic_training.hpp"
 #include "test_support.hpp"
 
 using namespace nexus;
@@ -115,63 +113,19 @@ TEST_CASE("torchrun's environment variables") {
   for (const char* v : {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
 }
 
-namespace {
-const char* kSynthetic = R"YAML(nexus: 1
-name: synthetic
-shared_dim: 8
-teachers:
-  - name: a
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    return x"}
-    tower: {plugin: linear}
-  - name: b
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [4], source: "def forward(self, x):\n    return x"}
-    tower: {plugin: mlp, options: {hidden: 16}}
-router: {plugin: softmax}
-heads:
-  - {name: cls, task: synth, outputs: 3, plugin: linear}
-losses:
-  - {plugin: cross_entropy, head: cls}
-data:
-  tasks:
-    synth: {dataset: none, modality: tensor}
-trainer: {steps: 120, batch_size: 32, lr: 1.0e-2, validate_every: 20, seed: 3, weight_decay: 0.01}
-)YAML";
-}  // namespace
-
 TEST_CASE("data-parallel training: 2 ranks with global batch B reach 1 rank's weights with batch B") {
-  TempDir dir;
-  const auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  const auto path = (dir.path / "c.yaml").string();
-  std::ofstream(path) << kSynthetic;
-  const auto comp = config::load_composition(path, {}, plugin_catalog(reg));
-  auto gen = at::detail::createCPUGenerator(11);
-  auto fa = torch::randn({256, 6}, gen), fb = torch::randn({256, 4}, gen);
-  auto labels = fa.narrow(1, 0, 3).argmax(1);
-  const TaskData data{"synth", "cls", {fa.narrow(0, 0, 192), fb.narrow(0, 0, 192)}, {fa.narrow(0, 192, 64), fb.narrow(0, 192, 64)},
-                      labels.narrow(0, 0, 192), labels.narrow(0, 192, 64)};
-  auto build = [&] {
-    torch::manual_seed(3);
-    return std::make_unique<ComposedSystem>(ComposedSystem::build(comp, reg));
-  };
-  auto options = [&](const std::string& run) {
-    TrainOptions o;
-    o.run_dir = (dir.path / run).string();
-    o.progress = false;
-    return o;
-  };
-  auto single = build();
-  const auto one = train(comp, *single, {data}, options("one"));
+  TrainingFixture f({"trainer.steps=120", "trainer.batch_size=32", "trainer.weight_decay=0.01"});
+  const auto& single = f.sys;
+  const auto one = train(f.comp, *single, {f.data}, f.options("one"));
 
   std::vector<std::unique_ptr<ComposedSystem>> systems;
-  systems.push_back(build());
-  systems.push_back(build());
+  systems.push_back(f.build());
+  systems.push_back(f.build());
   std::vector<TrainResult> results(2);
   on_ranks(2, [&](int rank, dist::ProcessGroup& g) {
-    auto o = options("two");
+    auto o = f.options("two");
     o.group = &g;
-    results[size_t(rank)] = train(comp, *systems[size_t(rank)], {data}, o);
+    results[size_t(rank)] = train(f.comp, *systems[size_t(rank)], {f.data}, o);
   });
   CHECK(results[0].steps == one.steps);
   CHECK(results[0].best_step == one.best_step);
@@ -191,5 +145,5 @@ TEST_CASE("data-parallel training: 2 ranks with global batch B reach 1 rank's we
   MESSAGE("largest difference to one process " << worst << ", between the ranks " << worst_ranks);
   CHECK(worst < 1e-4);           // the tolerance: float sums in another order, over 120 steps
   CHECK(worst_ranks == 0.0);     // the ranks themselves hold identical weights
-  CHECK(fs::exists(dir.path / "two" / "checkpoints" / "best"));
+  CHECK(fs::exists(f.dir.path / "two" / "checkpoints" / "best"));
 }

@@ -7,68 +7,14 @@
 #include "nexus/config/composition.hpp"
 #include "nexus/core/system.hpp"
 #include "nexus/core/trainer.hpp"
+#include "synthetic_training.hpp"
 #include "test_support.hpp"
 
 using namespace nexus;
 using namespace nexus::test;
 
-namespace {
-
-const char* kComposition = R"YAML(nexus: 1
-name: synthetic
-shared_dim: 8
-teachers:
-  - name: a
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    return x"}
-    tower: {plugin: linear}
-  - name: b
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [4], source: "def forward(self, x):\n    return x"}
-    tower: {plugin: mlp, options: {hidden: 16}}
-router: {plugin: softmax}
-heads:
-  - {name: cls, task: synth, outputs: 3, plugin: linear}
-losses:
-  - {plugin: cross_entropy, head: cls}
-data:
-  tasks:
-    synth: {dataset: none, modality: tensor}
-trainer: {steps: 200, batch_size: 16, lr: 1.0e-2, validate_every: 20, seed: 3, weight_decay: 0.0}
-)YAML";
-
-struct Fixture {
-  TempDir dir;
-  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  config::Composition comp;
-  std::unique_ptr<ComposedSystem> sys;
-  TaskData data;
-
-  explicit Fixture(const std::vector<std::string>& overrides = {}) {
-    const auto path = (dir.path / "c.yaml").string();
-    std::ofstream(path) << kComposition;
-    comp = config::load_composition(path, overrides, plugin_catalog(reg));
-    torch::manual_seed(3);
-    sys = std::make_unique<ComposedSystem>(ComposedSystem::build(comp, reg));
-    // Labels are a fixed function of teacher a's features, so there is something to learn.
-    auto gen = at::detail::createCPUGenerator(11);
-    auto fa = torch::randn({256, 6}, gen), fb = torch::randn({256, 4}, gen);
-    auto labels = fa.narrow(1, 0, 3).argmax(1);
-    data = {"synth", "cls", {fa.narrow(0, 0, 192), fb.narrow(0, 0, 192)}, {fa.narrow(0, 192, 64), fb.narrow(0, 192, 64)},
-            labels.narrow(0, 0, 192), labels.narrow(0, 192, 64)};
-  }
-  TrainOptions options(const std::string& run) const {
-    TrainOptions o;
-    o.run_dir = (dir.path / run).string();
-    o.progress = false;
-    return o;
-  }
-};
-
-}  // namespace
-
 TEST_CASE("training on cached features learns, and keeps one file per component") {
-  Fixture f;
+  TrainingFixture f;
   auto r = train(f.comp, *f.sys, {f.data}, f.options("run"));
   CHECK(r.val_accuracy.at("synth") > 0.8);
   CHECK(r.rollbacks == 0);
@@ -78,7 +24,7 @@ TEST_CASE("training on cached features learns, and keeps one file per component"
 }
 
 TEST_CASE("a NaN in a batch triggers a rollback instead of training on garbage") {
-  Fixture f;
+  TrainingFixture f;
   f.data.train[0] = f.data.train[0].clone();
   f.data.train[0][5][2] = std::numeric_limits<float>::quiet_NaN();  // one poisoned row of 192
   auto opts = f.options("run");
@@ -90,7 +36,7 @@ TEST_CASE("a NaN in a batch triggers a rollback instead of training on garbage")
   const auto metrics = read_text(f.dir.path / "run" / "metrics.jsonl");
   CHECK(metrics.find("\"rollback\":\"loss is nan on task 'synth'\"") != std::string::npos);
   // With no patience left the run stops with a clear error instead.
-  Fixture g;
+  TrainingFixture g;
   g.data.train = f.data.train;
   auto strict = g.options("strict");
   strict.max_rollbacks = 0;
@@ -100,7 +46,7 @@ TEST_CASE("a NaN in a batch triggers a rollback instead of training on garbage")
 
 TEST_CASE("a collapsing shared space is caught") {
   // Huge weight decay drives every tower to zero: the shared space loses all its variance.
-  Fixture f({"trainer.weight_decay=50", "trainer.lr=0.02"});
+  TrainingFixture f({"trainer.weight_decay=50", "trainer.lr=0.02"});
   try {
     train(f.comp, *f.sys, {f.data}, f.options("run"));
     FAIL("no collapse detected; metrics: " << read_text(f.dir.path / "run" / "metrics.jsonl"));
@@ -111,7 +57,7 @@ TEST_CASE("a collapsing shared space is caught") {
 
 TEST_CASE("early stopping: patience validations without improvement end the run at its best checkpoint") {
   // Labels that are pure noise: validation loss can only get worse once the heads memorise.
-  Fixture f({"trainer.patience=2", "trainer.steps=2000", "trainer.lr=0.05"});
+  TrainingFixture f({"trainer.patience=2", "trainer.steps=2000", "trainer.lr=0.05"});
   auto gen = at::detail::createCPUGenerator(5);
   f.data.train_labels = torch::randint(3, {192}, gen, torch::kLong);
   f.data.val_labels = torch::randint(3, {64}, gen, torch::kLong);
@@ -124,7 +70,7 @@ TEST_CASE("early stopping: patience validations without improvement end the run 
   const auto metrics = read_text(f.dir.path / "run" / "metrics.jsonl");
   CHECK(metrics.find("\"early_stop\":true") != std::string::npos);
   // Without patience the same run goes the distance.
-  Fixture g({"trainer.steps=300", "trainer.lr=0.05"});
+  TrainingFixture g({"trainer.steps=300", "trainer.lr=0.05"});
   g.data.train_labels = f.data.train_labels;
   g.data.val_labels = f.data.val_labels;
   auto all = g.options("all");
@@ -135,7 +81,7 @@ TEST_CASE("early stopping: patience validations without improvement end the run 
 }
 
 TEST_CASE("feature statistics are fit on the training data and saved with the checkpoint") {
-  Fixture f;
+  TrainingFixture f;
   f.data.train[1] = f.data.train[1] * 50.0 + 7.0;  // a teacher on a very different scale
   f.data.val[1] = f.data.val[1] * 50.0 + 7.0;
   train(f.comp, *f.sys, {f.data}, f.options("run"));

@@ -94,11 +94,9 @@ void ProcessGroup::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_
   int64_t bytes = 0;
   auto flush = [&] {
     if (bucket.empty()) return;
-    std::vector<at::Tensor> flat{torch::cat([&] {
-      std::vector<at::Tensor> v;
-      for (const auto& t : bucket) v.push_back(t.reshape(-1).to(torch::kFloat));
-      return v;
-    }())};
+    std::vector<at::Tensor> pieces;
+    for (const auto& t : bucket) pieces.push_back(t.reshape(-1).to(torch::kFloat));
+    std::vector<at::Tensor> flat{torch::cat(pieces)};
     wait(impl_->group->allreduce(flat), "all-reduce", rank());
     flat[0].mul_(scale);
     int64_t offset = 0;

@@ -225,33 +225,42 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, cons
   return v;
 }
 
-// Averages gradients over the ranks. A parameter whose gradient is undefined on some ranks (a
-// tower no row of their slice was routed to) gets zeros there; one undefined on every rank stays
-// undefined, as it would in one process, so the optimizer skips it the same way.
-void average_gradients(dist::ProcessGroup& group, const std::vector<torch::Tensor>& params) {
-  auto defined = torch::zeros({int64_t(params.size())});
-  for (size_t i = 0; i < params.size(); ++i) defined[int64_t(i)] = params[i].grad().defined() ? 1.0f : 0.0f;
-  group.allreduce_mean({defined});
+// Averages gradients over the ranks, and agrees on whether this step goes ahead: returns false
+// on every rank when any rank's loss was not finite (`finite` is this rank's verdict; such a rank
+// skipped backward). Both ride on one small all-reduce. A parameter whose gradient is undefined
+// on some ranks (a tower no row of their slice was routed to) gets zeros there; one undefined on
+// every rank stays undefined, as it would in one process, so the optimizer skips it the same way.
+bool average_gradients(dist::ProcessGroup& group, const std::vector<torch::Tensor>& params, bool finite) {
+  std::vector<float> flags(params.size() + 1);
+  for (size_t i = 0; i < params.size(); ++i) flags[i] = params[i].grad().defined() ? 1.0f : 0.0f;
+  flags.back() = finite ? 0.0f : 1.0f;
+  auto summary = torch::tensor(flags);
+  group.allreduce_mean({summary});
+  const float* any = summary.data_ptr<float>();
+  if (any[params.size()] > 0) return false;
   std::vector<at::Tensor> grads;
   for (size_t i = 0; i < params.size(); ++i) {
-    if (defined[int64_t(i)].item<float>() == 0.0f) continue;
+    if (any[i] == 0.0f) continue;
     auto p = params[i];
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     grads.push_back(p.grad());
   }
   group.allreduce_mean(grads);
+  return true;
 }
 
 // Every rank validates the same weights on the same data; rank 0's figures decide for all, so a
 // last-bit difference can never make one rank roll back and another not.
 void agree_with_rank0(dist::ProcessGroup& group, Validation& v) {
-  std::vector<at::Tensor> values{torch::tensor({v.loss, v.variance}, torch::kDouble)};
-  for (const auto& [task, acc] : v.accuracy) values.push_back(torch::tensor({acc}, torch::kDouble));
-  group.broadcast(values, 0);
-  v.loss = values[0][0].item<double>();
-  v.variance = values[0][1].item<double>();
-  size_t i = 1;
-  for (auto& [task, acc] : v.accuracy) acc = values[i++][0].item<double>();
+  std::vector<double> values{v.loss, v.variance};
+  for (const auto& [task, acc] : v.accuracy) values.push_back(acc);
+  auto packed = torch::tensor(values, torch::kDouble);
+  group.broadcast({packed}, 0);
+  const double* x = packed.data_ptr<double>();
+  v.loss = x[0];
+  v.variance = x[1];
+  size_t i = 2;
+  for (auto& [task, acc] : v.accuracy) acc = x[i++];
 }
 
 }  // namespace
@@ -407,14 +416,15 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     auto loss = task_loss(sys, task, r, task.train_labels.index_select(0, index), rows_of(task.train_reference, index),
                           s.step, options);
     double loss_value = loss.item<double>();
-    if (group && group->any(!std::isfinite(loss_value))) loss_value = std::numeric_limits<double>::quiet_NaN();
-    if (!std::isfinite(loss_value)) {
+    bool finite = std::isfinite(loss_value);
+    if (finite) loss.backward();
+    if (group && !average_gradients(*group, params, finite)) finite = false;  // some rank's loss was not
+    if (!finite) {
+      if (std::isfinite(loss_value)) loss_value = std::numeric_limits<double>::quiet_NaN();
       roll_back("loss is " + std::to_string(loss_value) + " on task '" + task.task + "'");
       ++s.step;
       continue;
     }
-    loss.backward();
-    if (group) average_gradients(*group, params);
     const double grad_norm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(params, cfg.grad_clip) : 0.0;
     if (!std::isfinite(grad_norm)) {
       roll_back("gradient norm is " + std::to_string(grad_norm));
