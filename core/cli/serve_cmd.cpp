@@ -70,7 +70,7 @@ class Metrics {
   void batch(const serving::BatchStats& b) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++batches_[b.failed ? "failed" : "ok"];
-    batched_requests_ += b.requests;
+    batched_requests_[b.failed ? "failed" : "ok"] += b.requests;
     if (b.failed) return;
     const auto& names = b.snapshot->teacher_names;
     const auto counts = b.selected.to(torch::kLong).sum(0);
@@ -117,8 +117,10 @@ class Metrics {
     out += "# HELP nexus_batches_total Forwards run by the micro-batcher (failed: retried request by request).\n"
            "# TYPE nexus_batches_total counter\n";
     for (const auto& [k, n] : batches_) out += "nexus_batches_total{result=\"" + k + "\"} " + std::to_string(n) + "\n";
-    out += "# HELP nexus_batched_requests_total Requests those forwards carried.\n"
-           "# TYPE nexus_batched_requests_total counter\nnexus_batched_requests_total " + std::to_string(batched_requests_) + "\n";
+    out += "# HELP nexus_batched_requests_total Requests those forwards carried (a failed batch's are retried alone).\n"
+           "# TYPE nexus_batched_requests_total counter\n";
+    for (const auto& [k, n] : batched_requests_)
+      out += "nexus_batched_requests_total{result=\"" + k + "\"} " + std::to_string(n) + "\n";
     out += "# HELP nexus_swaps_total Runs swapped in.\n# TYPE nexus_swaps_total counter\nnexus_swaps_total " +
            std::to_string(swaps_) + "\n";
     out += "# HELP nexus_swaps_rejected_total Swaps refused (load or smoke check failed).\n"
@@ -144,8 +146,8 @@ class Metrics {
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
   std::map<std::string, int64_t> routed_, encoded_;
-  int64_t dense_rows_ = 0, batched_requests_ = 0;
-  std::map<std::string, int64_t> batches_;
+  int64_t dense_rows_ = 0;
+  std::map<std::string, int64_t> batches_, batched_requests_;
   int64_t swaps_ = 0, failed_swaps_ = 0;
 };
 
