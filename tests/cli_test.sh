@@ -84,6 +84,15 @@ check "cache verify after gc" 0 "$nexus" cache verify
 # resumed, must end with bitwise-identical weights.
 train="$tests/cli/train_demo.yaml"
 check "train" 0 "$nexus" train "$train" --run "$work/run-a" --json
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["device"] == "cpu", r["device"]' "$work/out" \
+  && echo "ok: device auto trained on the CPU here" || { echo "FAIL: device"; failures=$((failures + 1)); }
+if build_has_cuda=$("$nexus" train "$train" --run "$work/run-gpu" --device cuda:0 --no-eval 2>&1); then
+  echo "ok: --device cuda:0 trained (a GPU is here)"
+elif [ $? = 2 ] && grep -q "device 'cuda:0' asked for, but" <<<"$build_has_cuda" && [ ! -e "$work/run-gpu" ]; then
+  echo "ok: --device cuda:0 without a GPU is refused before anything runs (exit 2): ${build_has_cuda#nexus: }"
+else
+  echo "FAIL: --device cuda:0: $build_has_cuda"; failures=$((failures + 1))
+fi
 digest_a=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["val_accuracy"]["fashion"] > 0.75, r; print(r["weights_sha256"])' "$work/out") \
   && echo "ok: trained, val accuracy above 0.75" || { echo "FAIL: training result"; cat "$work/out"; failures=$((failures + 1)); }
 "$nexus" train "$train" --run "$work/run-b" --json >/dev/null 2>&1 &

@@ -12,17 +12,39 @@ demo="$tests/cli/train_demo.yaml"
 children_of() { for s in /proc/[0-9]*/stat; do awk -v p="$1" '$4 == p {print $1}' "$s" 2>/dev/null; done; }
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d' + sys.argv[2]))" "$@"; }
 
-# 1. Same global batch, 1 vs 2 processes: same best step, same validation and test accuracy.
-check "train, 1 process" 0 "$nexus" train "$demo" --run "$work/one" --json
-cp "$work/out" "$work/one.json"
-check "train --nproc 2" 0 "$nexus" train "$demo" --run "$work/two" --json --nproc 2
+# 1. Same global batch, 1 vs 2 processes: same best step, same validation and test accuracy. The
+#    two workers start on an empty cache: each computes a disjoint part of every entry, rank 0
+#    merges them, and the one-process run then finds every entry complete.
+check "train --nproc 2" 0 "$nexus" --log-level info train "$demo" --run "$work/two" --json --nproc 2
 cp "$work/out" "$work/two.json"
+for r in 0 1; do
+  n=$(grep -c "computed [0-9]* rows (part $r of 2)" "$work/err")
+  [ "$n" -gt 0 ] && echo "ok: rank $r computed its part of $n cache entries" || { echo "FAIL: rank $r computed no part"; cat "$work/err"; failures=$((failures + 1)); }
+done
+check "the merged cache verifies" 0 "$nexus" cache verify --json
+check "train, 1 process" 0 "$nexus" --log-level info train "$demo" --run "$work/one" --json
+cp "$work/out" "$work/one.json"
+if grep -q "computed" "$work/err"; then echo "FAIL: the one-process run recomputed features"; grep computed "$work/err"; failures=$((failures + 1))
+else echo "ok: the one-process run found every entry the two workers cached"; fi
 for f in "['best_step']" "['val_accuracy']['fashion']" "['eval']['tasks'][0]['accuracy']" "['steps']"; do
   a=$(json_field "$work/one.json" "$f"); b=$(json_field "$work/two.json" "$f")
   if [ "$a" = "$b" ] && [ -n "$a" ]; then echo "ok: $f: 1 process $a, 2 processes $b"
   else echo "FAIL: $f: 1 process '$a', 2 processes '$b'"; failures=$((failures + 1)); fi
 done
 [ "$(json_field "$work/two.json" "['processes']")" = 2 ] && echo "ok: 2 processes reported" || { echo "FAIL: processes"; failures=$((failures + 1)); }
+
+# 1b. Parts by hand (machines that share a cache folder): a part that never ran is named by merge,
+#     and building it afterwards completes the entry.
+parts=(--cache "$work/parts" --split val)
+check "cache build --part 0/2" 0 "$nexus" cache build "$demo" "${parts[@]}" --part 0/2
+check "cache merge with part 1 missing" 1 "$nexus" cache merge "$demo" "${parts[@]}"
+if grep -q "is missing 1 of 2 shards: shard-00001.nxf (rows 4096..[0-9]*, part 1 of 2)" "$work/err"; then
+  echo "ok: merge names the missing shard: $(grep -o "shard-00001.nxf ([^)]*)" "$work/err" | head -1)"
+else echo "FAIL: merge did not name the missing shard"; cat "$work/err"; failures=$((failures + 1)); fi
+check "cache build --part 1/2" 0 "$nexus" cache build "$demo" "${parts[@]}" --part 1/2
+check "cache merge" 0 "$nexus" cache merge "$demo" "${parts[@]}"
+check "the merged entries verify" 0 "$nexus" cache verify --cache "$work/parts"
+check "--part 2/2 is bad usage" 2 "$nexus" cache build "$demo" "${parts[@]}" --part 2/2
 
 # 2. Kill one worker mid-training: the launcher stops the rest and says so.
 long=(--set trainer.steps=200000 --set trainer.validate_every=100 --set trainer.patience=0 --no-eval)

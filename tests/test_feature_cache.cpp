@@ -182,3 +182,98 @@ TEST_CASE("concurrent builders of one entry do not corrupt it or compute it twic
   CHECK(cache.verify(results[0]).empty());
   CHECK(torch::equal(cache.load(results[0]), rows_of(0, 80, 3)));
 }
+
+TEST_CASE("the parts of a sharded build are disjoint and merge into the whole entry") {
+  TempDir dir;
+  const auto key = key_for("a", "fp-parts");
+  std::vector<std::vector<int64_t>> firsts(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      auto o = shards_of(16);
+      o.part = {r, 2};
+      const auto m = FeatureCache(dir.str()).build(key, 100, 5, [&](int64_t f, int64_t n) {
+        firsts[size_t(r)].push_back(f);
+        return rows_of(f, n, 5);
+      }, o);
+      CHECK(m.complete);  // this part is
+    });
+  for (auto& t : threads) t.join();
+  CHECK(firsts[0] == std::vector<int64_t>{0, 32, 64, 96});
+  CHECK(firsts[1] == std::vector<int64_t>{16, 48, 80});
+  FeatureCache cache(dir.str());
+  auto before = cache.find(key);
+  CHECK_FALSE((before && before->complete));  // not usable until merged
+  auto o = shards_of(16);
+  o.part = {0, 2};
+  const auto m = cache.merge(key, 100, 5, o);
+  CHECK(m.complete);
+  CHECK(m.shards.size() == 7);
+  CHECK(cache.verify(m).empty());
+  CHECK(torch::equal(cache.load(m), rows_of(0, 100, 5)));
+  for (const auto& e : std::filesystem::directory_iterator(m.dir)) CHECK(e.path().filename().string().rfind("part-", 0) != 0);
+  // A complete entry is not built again, whatever part asks.
+  int64_t computed = 0;
+  cache.build(key, 100, 5, [&](int64_t f, int64_t n) { computed += n; return rows_of(f, n, 5); }, o);
+  CHECK(computed == 0);
+}
+
+TEST_CASE("a shard no part holds is named by merge; a rebuild computes only it") {
+  TempDir dir;
+  FeatureCache cache(dir.str());
+  const auto key = key_for("img", "fp-missing");
+  auto part = [](int r, int n) {
+    auto o = shards_of(10);
+    o.part = {r, n};
+    return o;
+  };
+  int64_t computed = 0;
+  auto enc = [&](int64_t f, int64_t n) {
+    computed += n;
+    return rows_of(f, n, 3);
+  };
+  cache.build(key, 45, 3, enc, part(0, 2));  // shards 0, 2, 4; part 1 of 2 never ran
+  CHECK(computed == 25);
+  try {
+    cache.merge(key, 45, 3, part(0, 2));
+    FAIL("merge accepted an entry with missing shards");
+  } catch (const CacheError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("missing 2 of 5 shards") != std::string::npos);
+    CHECK(what.find("shard-00001.nxf (rows 10..19, part 1 of 2)") != std::string::npos);
+    CHECK(what.find("shard-00003.nxf (rows 30..39, part 1 of 2)") != std::string::npos);
+    CHECK(what.find("(teacher 'img', train)") != std::string::npos);
+  }
+  // A shard file lost after its part finished is named too.
+  cache.build(key, 45, 3, enc, part(1, 2));
+  std::filesystem::remove(std::filesystem::path(dir.str()) / key.id() / "shard-00002.nxf");
+  CHECK_THROWS_WITH_AS(cache.merge(key, 45, 3, part(0, 2)), doctest::Contains("shard-00002.nxf (rows 20..29, part 0 of 2)"),
+                       CacheError);
+  // Three processes now: only the lost shard is computed, by the part it belongs to.
+  computed = 0;
+  for (int r = 0; r < 3; ++r) cache.build(key, 45, 3, enc, part(r, 3));
+  CHECK(computed == 10);
+  const auto m = cache.merge(key, 45, 3, part(0, 3));
+  CHECK(torch::equal(cache.load(m), rows_of(0, 45, 3)));
+}
+
+TEST_CASE("a whole build takes over the shards that parts left") {
+  TempDir dir;
+  FeatureCache cache(dir.str());
+  const auto key = key_for("a", "fp-takeover");
+  auto o = shards_of(8);
+  o.part = {1, 2};
+  int64_t computed = 0;
+  auto enc = [&](int64_t f, int64_t n) {
+    computed += n;
+    return rows_of(f, n, 2);
+  };
+  cache.build(key, 40, 2, enc, o);  // shards 1, 3
+  CHECK(computed == 16);
+  computed = 0;
+  const auto m = cache.build(key, 40, 2, enc, shards_of(8));
+  CHECK(computed == 24);
+  CHECK(m.complete);
+  CHECK(torch::equal(cache.load(m), rows_of(0, 40, 2)));
+  CHECK_THROWS_AS(cache.build(key, 40, 2, enc, [] { auto b = shards_of(8); b.part = {2, 2}; return b; }()), CacheError);
+}

@@ -6,6 +6,7 @@
 #include <nexus/sha256.hpp>
 
 #include "nexus/config/composition.hpp"
+#include "nexus/core/device.hpp"
 #include "nexus/core/system.hpp"
 #include "test_support.hpp"
 
@@ -139,4 +140,41 @@ TEST_CASE("a TorchScript file teacher: loads a saved module and fingerprints its
   CHECK(torch::allclose(t->encode(in), torch::full({2, 3}, 2.0)));
   CHECK_THROWS_WITH_AS(reg.create_teacher("torchscript", Options().set("path", "/nonexistent.pt").set("input_shape", "3")),
                        doctest::Contains("cannot load TorchScript file '/nonexistent.pt'"), registry::PluginError);
+}
+
+TEST_CASE("device specs: cpu and auto run here; a GPU that is not there is refused with the reason") {
+  CHECK(nexus::resolve_device("cpu").is_cpu());
+  if (torch::cuda::is_available()) {
+    CHECK(nexus::resolve_device("auto").is_cuda());
+    return;
+  }
+  CHECK(nexus::resolve_device("auto").is_cpu());
+  CHECK(nexus::resolve_device("auto", 3).is_cpu());
+  for (const char* spec : {"cuda", "cuda:0", "cuda:7"}) {
+    const std::string want = std::string("device '") + spec + "' asked for";
+    CHECK_THROWS_WITH_AS(nexus::resolve_device(spec), doctest::Contains(want.c_str()), nexus::DeviceError);
+  }
+  CHECK_THROWS_AS(nexus::resolve_device("tpu"), nexus::DeviceError);
+  CHECK(nexus::describe_device(c10::Device(c10::kCPU)) == "cpu");
+}
+
+TEST_CASE("bf16 autocast is on inside a guard for a CUDA device only, and restored after") {
+  // Autocast is thread-local dispatcher state: this needs no GPU to check.
+  REQUIRE_FALSE(nexus::bf16_autocast_active());
+  {
+    nexus::AutocastGuard on(c10::Device(c10::kCUDA, 0), true);
+    CHECK(nexus::bf16_autocast_active());
+    {
+      nexus::AutocastGuard nested(c10::Device(c10::kCUDA, 0), true);
+      CHECK(nexus::bf16_autocast_active());
+    }
+    CHECK(nexus::bf16_autocast_active());  // the inner guard restored the outer state
+  }
+  CHECK_FALSE(nexus::bf16_autocast_active());
+  {
+    nexus::AutocastGuard cpu(c10::Device(c10::kCPU), true);
+    CHECK_FALSE(nexus::bf16_autocast_active());
+    nexus::AutocastGuard off(c10::Device(c10::kCUDA, 0), false);
+    CHECK_FALSE(nexus::bf16_autocast_active());
+  }
 }

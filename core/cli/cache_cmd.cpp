@@ -41,12 +41,14 @@ std::string feature_cache_root(const std::string& given) {
 
 int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
   bool json = false, dry_run = false, fp16 = false;
-  std::string action, root, file, splits = "train,val,test";
+  std::string action, root, file, splits = "train,val,test", part_text;
   std::vector<std::string> overrides;
   int64_t batch = 512;
   po::options_description opts(
-      "Usage: nexus cache build FILE [--split S,...] [--fp16] | nexus cache ls|verify|gc [--cache DIR] [--json]\n"
+      "Usage: nexus cache build FILE [--split S,...] [--fp16] [--part R/N] | nexus cache merge FILE\n"
+      "       nexus cache ls|verify|gc [--cache DIR] [--json]\n"
       "  build   compute and store the features of every teacher of composition FILE on its task data\n"
+      "  merge   join the parts that `build --part R/N` processes wrote; names every missing shard\n"
       "  ls      list cached teacher features\n"
       "  verify  check every shard's checksum; exit 1 naming each corrupt or missing shard\n"
       "  gc      remove incomplete or corrupt entries (--dry-run shows what would go)\n\nOptions");
@@ -55,12 +57,13 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
       ("split", po::value(&splits)->default_value(splits), "build: comma-separated splits")
       ("fp16", po::bool_switch(&fp16), "build: store features as fp16 (half the disk and memory)")
       ("batch", po::value(&batch)->default_value(batch), "build: inputs per teacher call")
+      ("part", po::value(&part_text), "build: compute only part R of N (0 <= R < N) of every entry; then `cache merge`")
       ("set", po::value(&overrides)->composing(), "build: override a composition value (repeatable)")
       ("json", po::bool_switch(&json), "machine-readable output");
   if (!parse_command(args, opts, {{"action", &action}, {"file", &file}})) return kOk;
   cache::FeatureCache store(feature_cache_root(root));
-  if (action == "build") {
-    if (file.empty()) throw UsageError("cache build needs a composition FILE");
+  if (action == "build" || action == "merge") {
+    if (file.empty()) throw UsageError("cache " + action + " needs a composition FILE");
     if (batch < 1) throw UsageError("--batch must be >= 1");
     const auto reg = scanned_registry(g);
     const auto comp = config::load_composition(file, overrides, plugin_catalog(reg));
@@ -75,7 +78,21 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
     co.dtype = fp16 ? cache::DType::F16 : cache::DType::F32;
     co.batch_size = batch;
     co.progress = !json;
-    const auto results = cache_features(comp, sys, store, co);
+    if (!part_text.empty()) {
+      const auto slash = part_text.find('/');
+      try {
+        size_t used = 0;
+        co.part.index = std::stoi(part_text.substr(0, slash), &used);
+        if (slash == std::string::npos || used != slash) throw std::invalid_argument("no slash");
+        co.part.count = std::stoi(part_text.substr(slash + 1), &used);
+        if (used != part_text.size() - slash - 1) throw std::invalid_argument("trailing text");
+      } catch (const std::exception&) {
+        throw UsageError("--part takes R/N, e.g. --part 0/2, not '" + part_text + "'");
+      }
+      if (co.part.count < 1 || co.part.index < 0 || co.part.index >= co.part.count)
+        throw UsageError("--part " + part_text + ": R must be in [0, N)");
+    }
+    const auto results = action == "merge" ? merge_features(comp, sys, store, co) : cache_features(comp, sys, store, co);
     nlohmann::json out = nlohmann::json::array();
     auto seconds = [](double s) {
       char buf[32];
@@ -89,7 +106,7 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
       if (!json)
         std::cout << std::left << std::setw(16) << r.teacher << std::setw(36) << r.dataset + "/" + r.split + " " << std::setw(8)
                   << r.manifest.rows << (r.computed_rows ? "computed " + std::to_string(r.computed_rows) + " rows in " + seconds(r.seconds)
-                                                         : std::string("cached")) << "\n";
+                                                         : std::string(action == "merge" ? "merged" : "cached")) << "\n";
     }
     if (json) std::cout << out.dump(2) << "\n";
     return kOk;
@@ -139,7 +156,7 @@ int cmd_cache(const Globals& g, const std::vector<std::string>& args) {
     }
     return kOk;
   }
-  throw UsageError(action.empty() ? "cache needs an action: build, ls, verify or gc" : "unknown cache action '" + action + "'");
+  throw UsageError(action.empty() ? "cache needs an action: build, merge, ls, verify or gc" : "unknown cache action '" + action + "'");
 }
 
 }  // namespace nexus::cli

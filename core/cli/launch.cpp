@@ -51,6 +51,8 @@ int launch_workers(const Globals& g, int nproc, const std::vector<std::string>& 
   std::vector<std::string> argv{exe};
   for (const auto& p : g.plugin_paths) argv.insert(argv.end(), {"--plugin-path", p});
   argv.insert(argv.end(), {"--probe-timeout", std::to_string(g.probe_timeout)});
+  const auto level = spdlog::level::to_string_view(spdlog::get_level());
+  argv.insert(argv.end(), {"--log-level", std::string(level.data(), level.size())});
   if (g.no_probe_cache) argv.push_back("--no-probe-cache");
   argv.push_back("train");
   argv.insert(argv.end(), train_args.begin(), train_args.end());

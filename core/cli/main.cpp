@@ -8,6 +8,7 @@
 #include "cli.hpp"
 #include "nexus/config/diagnostic.hpp"
 #include "nexus/core/dataset.hpp"
+#include "nexus/core/device.hpp"
 #include "nexus/abi.h"
 #include "nexus/version.hpp"
 
@@ -90,6 +91,9 @@ int main(int argc, char** argv) {
     return kBadInput;
   } catch (const nexus::config::ConfigError& e) {
     for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
+    return kBadInput;
+  } catch (const nexus::DeviceError& e) {
+    std::cerr << "nexus: " << e.what() << "\n";
     return kBadInput;
   } catch (const nexus::DatasetError& e) {
     std::cerr << "nexus: " << e.what() << "\n";

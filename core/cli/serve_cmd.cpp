@@ -217,7 +217,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   size_t max_body = 8 << 20;
   int64_t max_batch_rows = 64;
   double max_delay_ms = 2;
-  std::string routing = "sparse";
+  std::string routing = "sparse", device;
   po::options_description opts(
       "Usage: nexus serve RUN [--port N] [--host ADDR] [--admin-token-file F] [--watch DIR]\n\n"
       "Serves a trained run over HTTP/JSON (loopback by default):\n"
@@ -240,6 +240,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       ("watch", po::value(&watch_dir), "run folder re-read on SIGHUP (default: RUN)")
       ("max-batch", po::value(&max_batch_rows)->default_value(max_batch_rows), "micro-batching: most inputs per forward")
       ("max-delay-ms", po::value(&max_delay_ms)->default_value(max_delay_ms), "micro-batching: longest a request waits for company")
+      ("device", po::value(&device), "auto, cpu, cuda or cuda:N (default: the composition's device, auto)")
       ("routing", po::value(&routing)->default_value(routing),
        "sparse: a teacher encodes only the inputs routed to it (when the router reads a teacher's features);\n"
        "dense: every teacher encodes every input (same outputs; for comparison)");
@@ -263,7 +264,11 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   // registry is parked for the server's lifetime: plugin code is never unmapped while anything
   // made by it (modules, exceptions, type_info) may still be in use by a request in flight.
   std::vector<std::shared_ptr<const registry::Registry>> parked{std::make_shared<const registry::Registry>(scanned_registry(g))};
-  std::shared_ptr<const Snapshot> current = serving::load_snapshot({run_source(run_dir, *parked[0]), {}}, parked[0]);
+  serving::Recipe first;
+  first.base = run_source(run_dir, *parked[0]);
+  first.device = device;
+  std::shared_ptr<const Snapshot> current = serving::load_snapshot(first, parked[0]);
+  spdlog::info("serving {} on {}", current->version, current->device);
   auto snapshot = [&] { return std::atomic_load(&current); };
   std::mutex swap_mutex;
   Metrics metrics;
@@ -281,6 +286,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       serving::Recipe recipe;
       if (components.empty()) {
         recipe.base = run_source(dir, *reg);
+        recipe.device = device;
       } else {
         recipe = snapshot()->recipe;
         recipe.overlays.push_back({run_source(dir, *reg), components});
@@ -346,7 +352,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
           }));
   srv.Get("/readyz", endpoint("readyz", [&](const httplib::Request&, httplib::Response& res) {
             const auto s = snapshot();
-            reply(res, s ? 200 : 503, {{"ready", bool(s)}, {"version", s ? s->version : ""}});
+            reply(res, s ? 200 : 503, {{"ready", bool(s)}, {"version", s ? s->version : ""}, {"device", s ? s->device : ""}});
           }));
   srv.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.text(snapshot()->version), "text/plain; version=0.0.4");

@@ -14,6 +14,7 @@
 #include "increment.hpp"
 #include "nexus/config/composition.hpp"
 #include "nexus/core/caching.hpp"
+#include "nexus/core/device.hpp"
 #include "nexus/core/distributed.hpp"
 #include "nexus/core/incremental.hpp"
 #include "nexus/core/system.hpp"
@@ -24,10 +25,10 @@ namespace po = boost::program_options;
 namespace nexus::cli {
 
 int cmd_train(const Globals& g, const std::vector<std::string>& args) {
-  bool json = false, resume = false, fp16 = false, no_eval = false;
+  bool json = false, resume = false, fp16 = false, no_eval = false, no_bf16 = false;
   int nproc = 1;
   double dist_timeout = 30;
-  std::string file, run_dir, cache_root;
+  std::string file, run_dir, cache_root, device_spec;
   std::vector<std::string> overrides;
   IncrementRequest inc;
   po::options_description opts(
@@ -46,6 +47,8 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("cache", po::value(&cache_root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
       ("fp16", po::bool_switch(&fp16), "cache features as fp16")
       ("no-eval", po::bool_switch(&no_eval), "skip the evaluation (probes, retention) after training")
+      ("device", po::value(&device_spec), "auto, cpu, cuda or cuda:N (default: the composition's device, auto)")
+      ("no-bf16", po::bool_switch(&no_bf16), "on a GPU, train towers and router in fp32 instead of bf16 autocast")
       ("json", po::bool_switch(&json), "machine-readable summary on stdout")
       ("nproc", po::value(&nproc)->default_value(nproc), "data-parallel worker processes on this machine")
       ("dist-timeout", po::value(&dist_timeout)->default_value(dist_timeout),
@@ -96,20 +99,26 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   if (run_dir.empty()) run_dir = "runs/" + comp.name;
   torch::manual_seed(uint64_t(comp.trainer.seed));  // tower, router and head initialisation draw from it
   auto sys = ComposedSystem::build(comp, reg);
+  // The teachers stay on the CPU: training reads their cached features.
+  const auto device = resolve_device(device_spec.empty() ? comp.trainer.device : device_spec,
+                                     dist_options ? dist_options->local_rank : 0);
+  sys.to(device, !no_bf16, /*teachers=*/false);
+  if (writer && !device.is_cpu())
+    spdlog::info("training on {}{}", describe_device(device), sys.autocast() ? " (towers and router in bf16)" : "");
 
   cache::FeatureCache store(feature_cache_root(cache_root));
   CachingOptions co;
   if (no_eval) co.splits = {"train", "val"};  // else the test split too, for the evaluation
   co.dtype = fp16 ? cache::DType::F16 : cache::DType::F32;
   co.progress = !json && writer;
-  // One worker per machine (local rank 0) computes missing features; the others then find them.
-  auto cache = [&] {
-    for (const auto& r : cache_features(comp, sys, store, co))
-      spdlog::info("features {} {}/{}: {}", r.teacher, r.dataset, r.split, r.computed_rows ? "computed" : "cached");
-  };
-  if (!group || dist_options->local_rank == 0) cache();
-  if (group) group->barrier();
-  if (group && dist_options->local_rank != 0) cache();
+  // Data-parallel workers each compute a disjoint part of every missing entry (see caching.hpp).
+  DistributedCaching cached;
+  if (group) cached = cache_features_distributed(comp, sys, store, co, *group, dist_options->local_rank);
+  else cached.features = cache_features(comp, sys, store, co);
+  const std::string part = cached.sharded ? " (part " + std::to_string(group->rank()) + " of " + std::to_string(group->world_size()) + ")" : "";
+  for (const auto& r : cached.features)
+    spdlog::info("features {} {}/{}: {}{}", r.teacher, r.dataset, r.split,
+                 r.computed_rows ? "computed " + std::to_string(r.computed_rows) + " rows" : std::string("cached"), part);
   const auto data = load_task_data(comp, sys, store);
 
   if (writer && (!resume || !std::filesystem::exists(std::filesystem::path(run_dir) / "run.json")))
@@ -147,6 +156,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
                                 {"step_seconds", result.step_seconds},
                                 {"samples_per_second", result.samples_per_second},
                                 {"processes", group ? group->world_size() : 1},
+                                {"device", describe_device(device)},
                                 {"eval", eval_json},
                                 {"shared_variance", result.shared_variance},
                                 {"weights_sha256", digest}}

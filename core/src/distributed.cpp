@@ -96,7 +96,8 @@ void ProcessGroup::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_
     if (bucket.empty()) return;
     std::vector<at::Tensor> pieces;
     for (const auto& t : bucket) pieces.push_back(t.reshape(-1).to(torch::kFloat));
-    std::vector<at::Tensor> flat{torch::cat(pieces)};
+    // Gloo reduces host memory: a GPU bucket goes through the CPU (one copy each way per bucket).
+    std::vector<at::Tensor> flat{torch::cat(pieces).to(torch::kCPU)};
     wait(impl_->group->allreduce(flat), "all-reduce", rank());
     flat[0].mul_(scale);
     int64_t offset = 0;
@@ -121,7 +122,7 @@ void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   torch::NoGradGuard no_grad;
   for (const auto& t : tensors) {
     if (!t.defined()) continue;
-    std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+    std::vector<at::Tensor> one{t.is_contiguous() && t.is_cpu() ? t : t.contiguous().cpu()};
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
     wait(impl_->group->broadcast(one, bo), "broadcast", rank());

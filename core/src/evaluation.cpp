@@ -142,7 +142,7 @@ std::string load_run_weights(ComposedSystem& sys, const std::string& run_dir,
     for (const auto& p : module->named_parameters()) shapes.emplace_back(p.key(), p.value().sizes().vec());
     try {
       auto m = module;
-      torch::load(m, file.string());
+      torch::load(m, file.string(), sys.device());
     } catch (const c10::Error& e) {
       throw TrainingError("corrupt checkpoint file " + file.string() + ": " + e.what_without_backtrace());
     }
@@ -186,8 +186,8 @@ Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache:
       for (size_t i = 0; i < batch.size(); ++i)
         if (test.features[i].defined()) batch[i] = test.features[i].narrow(0, b, m);
       auto r = sys.fuse(batch, head.task);
-      correct += (r.heads.at(head.name).argmax(1) == test.labels.narrow(0, b, m)).sum().item<double>();
-      shared.push_back(r.shared);
+      correct += (r.heads.at(head.name).argmax(1).cpu() == test.labels.narrow(0, b, m)).sum().item<double>();
+      shared.push_back(r.shared.cpu());
     }
     te.accuracy = correct / double(std::max<int64_t>(1, te.rows));
     te.shared_variance = torch::cat(shared).var(0).mean().item<double>();

@@ -15,6 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <map>
 
 namespace nexus::cache {
 namespace fs = std::filesystem;
@@ -97,26 +99,29 @@ Manifest manifest_from(const fs::path& file) {
   return m;
 }
 
-void save(const Manifest& m) {
+void save(const Manifest& m, const std::string& file = "manifest.json") {
   const auto text = to_json(m).dump(1);
-  write_atomically(fs::path(m.dir) / "manifest.json", text.data(), text.size());
+  write_atomically(fs::path(m.dir) / file, text.data(), text.size());
 }
 
-// Holds an exclusive flock on <dir>/.lock for its lifetime.
+// Holds a flock on <dir>/<name> for its lifetime: exclusive for whole builds, merges and gc,
+// shared for part builders (who also hold their own part's lock exclusively), so that parts fill
+// an entry side by side while a merge or a gc waits for all of them.
 class DirLock {
  public:
-  explicit DirLock(const fs::path& dir, bool wait = true) {
-    const auto file = (dir / ".lock").string();
+  enum Mode { kExclusive = LOCK_EX, kShared = LOCK_SH };
+  explicit DirLock(const fs::path& dir, bool wait = true, Mode mode = kExclusive, const std::string& name = ".lock") {
+    const auto file = (dir / name).string();
     fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw CacheError("cannot open lock " + file + ": " + errno_text());
-    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+    if (::flock(fd_, mode | LOCK_NB) == 0) return;
     if (!wait) {
       ::close(fd_);
       fd_ = -1;
       return;
     }
     spdlog::info("waiting for another process building {}", dir.string());
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    while (::flock(fd_, mode) != 0 && errno == EINTR) {
     }
   }
   ~DirLock() {
@@ -130,6 +135,66 @@ class DirLock {
   int fd_ = -1;
 };
 
+std::string part_stem(const Part& p) { return "part-" + std::to_string(p.index) + "-of-" + std::to_string(p.count); }
+
+bool is_part_manifest(const fs::path& file) {
+  const auto name = file.filename().string();
+  return name.rfind("part-", 0) == 0 && file.extension() == ".json";
+}
+
+Manifest fresh_manifest(const EntryKey& key, int64_t rows, int64_t width, const BuildOptions& options, const fs::path& dir) {
+  Manifest m;
+  m.key = key.id();
+  m.teacher = key.teacher;
+  m.fingerprint = key.fingerprint;
+  m.dataset_id = key.dataset_id;
+  m.split = key.split;
+  m.rows = rows;
+  m.width = width;
+  m.shard_rows = options.shard_rows;
+  m.dtype = options.dtype;
+  m.dir = dir.string();
+  return m;
+}
+
+void check_settings(const Manifest& m, const fs::path& file, int64_t rows, int64_t width, const BuildOptions& options) {
+  if (m.rows != rows || m.width != width || m.dtype != options.dtype || m.shard_rows != options.shard_rows)
+    throw CacheError("cache entry " + file.string() + " holds " + std::to_string(m.rows) + "x" + std::to_string(m.width) +
+                     " " + to_string(m.dtype) + " features in shards of " + std::to_string(m.shard_rows) +
+                     "; remove it (nexus cache gc) to rebuild with different settings");
+}
+
+bool intact(const fs::path& dir, const ShardInfo& s) {
+  std::error_code ec;
+  return fs::file_size(dir / s.file, ec) == s.bytes && !ec;
+}
+
+// Every intact shard that the entry's manifest or any part manifest records, by file name.
+std::map<std::string, ShardInfo> recorded_shards(const fs::path& dir, int64_t rows, int64_t width, const BuildOptions& options) {
+  std::map<std::string, ShardInfo> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().filename() != "manifest.json" && !is_part_manifest(e.path())) continue;
+    const auto m = manifest_from(e.path());
+    check_settings(m, e.path(), rows, width, options);
+    for (const auto& s : m.shards)
+      if (intact(dir, s)) out.emplace(s.file, s);
+  }
+  return out;
+}
+
+void sort_by_row(std::vector<ShardInfo>& shards) {
+  std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.first_row < b.first_row; });
+}
+
+void remove_part_manifests(const fs::path& dir) {
+  std::error_code ec;
+  std::vector<fs::path> parts;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (is_part_manifest(e.path()) || e.path().filename().string().rfind(".lock.part-", 0) == 0) parts.push_back(e.path());
+  for (const auto& p : parts) fs::remove(p, ec);
+}
+
 std::string shard_name(size_t index) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "shard-%05zu.nxf", index);
@@ -139,6 +204,8 @@ std::string shard_name(size_t index) {
 }  // namespace
 
 const char* to_string(DType d) { return d == DType::F16 ? "f16" : "f32"; }
+
+std::string Part::str() const { return "part " + std::to_string(index) + " of " + std::to_string(count); }
 
 std::string EntryKey::id() const {
   // Length-prefixed so that no two different triples hash the same text.
@@ -164,48 +231,61 @@ std::optional<Manifest> FeatureCache::find(const EntryKey& key) const {
 Manifest FeatureCache::build(const EntryKey& key, int64_t rows, int64_t width, const EncodeFn& encode,
                              const BuildOptions& options) {
   if (rows < 0 || width <= 0 || options.shard_rows <= 0) throw CacheError("invalid cache entry shape");
+  const Part part = options.part;
+  if (part.count < 1 || part.index < 0 || part.index >= part.count)
+    throw CacheError("invalid cache part " + std::to_string(part.index) + " of " + std::to_string(part.count));
   const fs::path dir = fs::path(root_) / key.id();
   fs::create_directories(dir);
-  DirLock lock(dir);
+  DirLock lock(dir, /*wait=*/true, part.whole() ? DirLock::kExclusive : DirLock::kShared);
+  std::optional<DirLock> part_lock;
+  if (!part.whole()) part_lock.emplace(dir, true, DirLock::kExclusive, ".lock." + part_stem(part));
 
-  Manifest m;
+  Manifest entry = fresh_manifest(key, rows, width, options, dir);
   if (fs::exists(dir / "manifest.json")) {
-    m = manifest_from(dir / "manifest.json");
-    if (m.rows != rows || m.width != width || m.dtype != options.dtype || m.shard_rows != options.shard_rows)
-      throw CacheError("cache entry " + dir.string() + " holds " + std::to_string(m.rows) + "x" + std::to_string(m.width) +
-                       " " + to_string(m.dtype) + " features in shards of " + std::to_string(m.shard_rows) +
-                       "; remove it (nexus cache gc) to rebuild with different settings");
-    if (m.complete) return m;
-    // Keep only shards whose file is there with the recorded size; the rest is recomputed.
-    std::vector<ShardInfo> kept;
-    for (const auto& s : m.shards) {
-      std::error_code ec;
-      if (fs::file_size(dir / s.file, ec) == s.bytes && !ec) kept.push_back(s);
-      else spdlog::warn("cache shard {} is missing or incomplete; recomputing it", (dir / s.file).string());
+    entry = manifest_from(dir / "manifest.json");
+    check_settings(entry, dir / "manifest.json", rows, width, options);
+    if (entry.complete) return entry;
+  }
+  // What this builder records: the entry itself, or its own part.
+  const std::string file = part.whole() ? "manifest.json" : part_stem(part) + ".json";
+  Manifest m = entry;
+  if (!part.whole()) {
+    m = fresh_manifest(key, rows, width, options, dir);
+    if (fs::exists(dir / file)) {
+      m = manifest_from(dir / file);
+      check_settings(m, dir / file, rows, width, options);
     }
-    m.shards = kept;
-    spdlog::info("resuming cache entry {} at {}/{} rows", key.id(), m.cached_rows(), rows);
-  } else {
-    m.key = key.id();
-    m.teacher = key.teacher;
-    m.fingerprint = key.fingerprint;
-    m.dataset_id = key.dataset_id;
-    m.split = key.split;
-    m.rows = rows;
-    m.width = width;
-    m.shard_rows = options.shard_rows;
-    m.dtype = options.dtype;
+    m.complete = false;
   }
   m.dir = dir.string();
+  // Only shards whose file is there with the recorded size count; the rest is recomputed. A whole
+  // build also takes over what parts of an earlier sharded build left.
+  auto done = recorded_shards(dir, rows, width, options);
+  std::vector<ShardInfo> kept;
+  for (const auto& s : m.shards) {
+    if (done.count(s.file)) kept.push_back(s);
+    else spdlog::warn("cache shard {} is missing or incomplete; recomputing it", (dir / s.file).string());
+  }
+  m.shards = kept;
+  if (part.whole())
+    for (const auto& [name, s] : done)
+      if (std::none_of(m.shards.begin(), m.shards.end(), [&](const auto& k) { return k.file == name; })) m.shards.push_back(s);
+  sort_by_row(m.shards);
+  if (!done.empty())
+    spdlog::info("cache entry {}{}: {}/{} rows already on disk", key.id(), part.whole() ? "" : " (" + part.str() + ")",
+                 [&] { int64_t n = 0; for (const auto& [_, s] : done) n += s.rows; return n; }(), rows);
 
   const size_t n_shards = size_t((rows + options.shard_rows - 1) / options.shard_rows);
-  int64_t computed = 0;
-  for (size_t i = 0; i < n_shards; ++i) {
+  int64_t computed = 0, mine = 0, mine_done = 0;
+  for (size_t i = size_t(part.index); i < n_shards; i += size_t(part.count)) {
+    const int64_t first = int64_t(i) * options.shard_rows;
+    mine += std::min(options.shard_rows, rows - first);
+    if (done.count(shard_name(i))) mine_done += std::min(options.shard_rows, rows - first);
+  }
+  for (size_t i = size_t(part.index); i < n_shards; i += size_t(part.count)) {
     const int64_t first = int64_t(i) * options.shard_rows, count = std::min(options.shard_rows, rows - first);
     const auto name = shard_name(i);
-    bool have = false;
-    for (const auto& s : m.shards) have = have || s.file == name;
-    if (have) continue;
+    if (done.count(name)) continue;
     auto features = encode(first, count);
     if (features.dim() != 2 || features.size(0) != count || features.size(1) != width)
       throw CacheError("encoder returned shape [" + std::to_string(features.size(0)) + ", " +
@@ -227,13 +307,63 @@ Manifest FeatureCache::build(const EntryKey& key, int64_t rows, int64_t width, c
     std::memcpy(bytes.data() + sizeof header, features.data_ptr(), size_t(features.nbytes()));
     write_atomically(dir / name, bytes.data(), bytes.size());
     m.shards.push_back({name, first, count, uint64_t(bytes.size()), sha256_hex(bytes)});
-    std::sort(m.shards.begin(), m.shards.end(), [](const auto& a, const auto& b) { return a.first_row < b.first_row; });
+    sort_by_row(m.shards);
     computed += count;
-    save(m);  // a crash from here on loses nothing already written
-    if (options.progress) options.progress(m.cached_rows(), rows, computed);
+    save(m, file);  // a crash from here on loses nothing already written
+    if (options.progress) options.progress(mine_done + computed, mine, computed);
   }
   m.complete = true;
+  save(m, file);
+  if (part.whole()) remove_part_manifests(dir);  // the entry holds their shards now
+  return m;
+}
+
+Manifest FeatureCache::merge(const EntryKey& key, int64_t rows, int64_t width, const BuildOptions& options) {
+  const fs::path dir = fs::path(root_) / key.id();
+  if (!fs::is_directory(dir)) throw CacheError("cache entry " + dir.string() + " (teacher '" + key.teacher + "', " + key.split +
+                                               ") does not exist: no part of it was built here");
+  DirLock lock(dir);
+  Manifest m = fresh_manifest(key, rows, width, options, dir);
+  if (fs::exists(dir / "manifest.json")) {
+    m = manifest_from(dir / "manifest.json");
+    check_settings(m, dir / "manifest.json", rows, width, options);
+    if (m.complete) return m;
+    m.dir = dir.string();
+  }
+  const auto done = recorded_shards(dir, rows, width, options);
+  const size_t n_shards = size_t((rows + options.shard_rows - 1) / options.shard_rows);
+  // Who was to compute a missing shard: options.part.count when the caller knows it (the ranks of
+  // a job), else the number of parts the part manifests here were written for.
+  int parts = options.part.count;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    int r = 0, n = 0;
+    if (parts <= 1 && std::sscanf(e.path().filename().c_str(), "part-%d-of-%d.json", &r, &n) == 2) parts = std::max(parts, n);
+  }
+  std::vector<std::string> missing;
+  for (size_t i = 0; i < n_shards; ++i) {
+    const auto name = shard_name(i);
+    if (done.count(name)) continue;
+    const int64_t first = int64_t(i) * options.shard_rows, count = std::min(options.shard_rows, rows - first);
+    const Part owner{int(i % size_t(std::max(parts, 1))), std::max(parts, 1)};
+    missing.push_back(name + " (rows " + std::to_string(first) + ".." + std::to_string(first + count - 1) +
+                      (owner.whole() ? "" : ", " + owner.str()) + ")");
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size() && i < 4; ++i) list += (i ? ", " : "") + missing[i];
+    if (missing.size() > 4) list += " and " + std::to_string(missing.size() - 4) + " more";
+    throw CacheError("cache entry " + dir.string() + " (teacher '" + key.teacher + "', " + key.split + ") is missing " +
+                     std::to_string(missing.size()) + " of " + std::to_string(n_shards) + " shards: " + list +
+                     ". The builder of that part did not finish, or wrote to another cache folder; rerun the cache "
+                     "build (any number of processes) and only the missing shards are computed");
+  }
+  m.shards.clear();
+  for (const auto& [_, s] : done) m.shards.push_back(s);
+  sort_by_row(m.shards);
+  m.complete = true;
   save(m);
+  remove_part_manifests(dir);
   return m;
 }
 

@@ -214,7 +214,7 @@ at::Tensor head_outputs(ComposedSystem& sys, const std::vector<at::Tensor>& feat
     std::vector<at::Tensor> batch(features.size());
     for (size_t i = 0; i < batch.size(); ++i)
       if (features[i].defined()) batch[i] = features[i].narrow(0, b, m);
-    parts.push_back(sys.fuse(batch, task).heads.at(head));
+    parts.push_back(sys.fuse(batch, task).heads.at(head).cpu());
   }
   return torch::cat(parts);
 }

@@ -1,5 +1,7 @@
 #include "nexus/core/serving.hpp"
 
+#include "nexus/core/device.hpp"
+
 #include <torch/torch.h>
 
 #include <nexus/options.hpp>
@@ -77,6 +79,9 @@ std::shared_ptr<const Snapshot> load_snapshot(Recipe recipe, std::shared_ptr<con
   }
 
   snap->system = std::make_unique<ComposedSystem>(ComposedSystem::build(comp, *registry));
+  const auto device = resolve_device(recipe.device.empty() ? comp.trainer.device : recipe.device);
+  snap->system->to(device);
+  snap->device = describe_device(device);
   std::set<std::string> modules;
   for (const auto& [name, m] : snap->system->trainable_modules()) modules.insert(name);
   for (const auto& c : named)
@@ -181,6 +186,11 @@ ForwardResult MicroBatcher::forward(const Snapshot& s, const std::string& task, 
       stats.teacher_rows.push_back(to_string(t.teacher->modality()) == stats.modality ? stats.rows : 0);
   } else {
     r = s.system->forward_routed(in, stats.modality, task, &stats.teacher_rows);
+  }
+  if (!s.system->device().is_cpu()) {  // requests are answered from host memory
+    for (auto* t : {&r.shared, &r.weights, &r.logits, &r.selected})
+      if (t->defined()) *t = t->cpu();
+    for (auto& [head, out] : r.heads) out = out.cpu();
   }
   stats.selected = r.selected;
   return r;

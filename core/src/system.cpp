@@ -1,5 +1,7 @@
 #include "nexus/core/system.hpp"
 
+#include "nexus/core/device.hpp"
+
 #include <nexus/plugin_api.hpp>
 
 #include <algorithm>
@@ -178,7 +180,7 @@ double LossSlot::weight_at(int64_t step) const {
 ForwardResult ComposedSystem::forward(const TeacherInput& batch, const std::string& modality, const std::string& task) {
   std::vector<at::Tensor> features(teachers_.size());
   for (size_t i = 0; i < teachers_.size(); ++i)
-    if (to_string(teachers_[i].teacher->modality()) == modality) features[i] = teachers_[i].teacher->encode(batch);
+    if (to_string(teachers_[i].teacher->modality()) == modality) features[i] = teachers_[i].teacher->encode(batch).to(device_);
   bool any = false;
   for (const auto& f : features) any = any || f.defined();
   if (!any) throw std::invalid_argument("no teacher of this composition takes " + modality + " inputs");
@@ -194,50 +196,63 @@ ForwardResult ComposedSystem::fuse(const std::vector<at::Tensor>& features, cons
   if (int64_t(features.size()) != n || b < 0) throw std::invalid_argument("fuse() needs one feature slot per teacher, at least one defined");
   ForwardResult r;
   std::vector<at::Tensor> projected(static_cast<size_t>(n));
-  auto available = torch::zeros({b, n}, torch::kBool);
-  at::Tensor router_features;
-  for (int64_t i = 0; i < n; ++i) {
-    auto& slot = teachers_[size_t(i)];
-    if (!features[size_t(i)].defined()) {
-      projected[size_t(i)] = torch::zeros({b, shared_dim_});
-      continue;
-    }
-    projected[size_t(i)] = size_t(i) < precomputed.size() && precomputed[size_t(i)].defined()
-                               ? precomputed[size_t(i)]
-                               : slot.tower->forward(slot.norm->forward(features[size_t(i)]));
-    available.select(1, i).fill_(true);
-    r.ran.push_back(slot.name);
-    if (router_input_ == "teacher:" + slot.name) router_features = features[size_t(i)];
-  }
-  auto stacked = torch::stack(projected, 1);  // [B, N, D]
-  const bool gate_missing = router_input_.rfind("teacher:", 0) == 0 && !router_features.defined();
-  if (!router_features.defined())
-    router_features = stacked.sum(1) / available.sum(1, true).clamp_min(1).to(stacked.dtype());
-  if (!contexts_.empty()) {
-    std::string context = task;
-    if (condition_ == "modality")
-      for (int64_t i = 0; i < n; ++i)
-        if (features[size_t(i)].defined()) context = to_string(teachers_[size_t(i)].teacher->modality());
-    router_features = with_context(router_features, context);
-  }
+  const auto on_device = torch::TensorOptions().device(device_);
+  auto available = torch::zeros({b, n}, on_device.dtype(torch::kBool));
+  at::Tensor router_features, stacked;
   RouterOutput routing;
-  if (gate_missing) {
-    // The router reads a teacher of another modality: it cannot decide here. That is fine while
-    // each input has a single teacher available (the image teacher of a text-routed system).
-    if ((available.sum(1) > 1).any().item<bool>())
-      throw std::invalid_argument("the router reads " + router_input_.substr(8) + "'s features, which this " +
-                                  "batch does not have, and several teachers could serve it");
-    routing.weights = available.to(torch::kFloat);
-    routing.selected = available;
-  } else {
-    routing = router_->route(router_features, available);
+  {
+    // Towers and router in bf16 on a GPU; what leaves this block is fp32.
+    AutocastGuard bf16(device_, autocast());
+    for (int64_t i = 0; i < n; ++i) {
+      auto& slot = teachers_[size_t(i)];
+      if (!features[size_t(i)].defined()) {
+        projected[size_t(i)] = torch::zeros({b, shared_dim_}, on_device);
+        continue;
+      }
+      projected[size_t(i)] = size_t(i) < precomputed.size() && precomputed[size_t(i)].defined()
+                                 ? precomputed[size_t(i)].to(device_, torch::kFloat)
+                                 : slot.tower->forward(slot.norm->forward(features[size_t(i)].to(device_))).to(torch::kFloat);
+      available.select(1, i).fill_(true);
+      r.ran.push_back(slot.name);
+      if (router_input_ == "teacher:" + slot.name) router_features = features[size_t(i)].to(device_);
+    }
+    stacked = torch::stack(projected, 1);  // [B, N, D]
+    const bool gate_missing = router_input_.rfind("teacher:", 0) == 0 && !router_features.defined();
+    if (!router_features.defined())
+      router_features = stacked.sum(1) / available.sum(1, true).clamp_min(1).to(stacked.dtype());
+    if (!contexts_.empty()) {
+      std::string context = task;
+      if (condition_ == "modality")
+        for (int64_t i = 0; i < n; ++i)
+          if (features[size_t(i)].defined()) context = to_string(teachers_[size_t(i)].teacher->modality());
+      router_features = with_context(router_features, context);
+    }
+    if (gate_missing) {
+      // The router reads a teacher of another modality: it cannot decide here. That is fine while
+      // each input has a single teacher available (the image teacher of a text-routed system).
+      if ((available.sum(1) > 1).any().item<bool>())
+        throw std::invalid_argument("the router reads " + router_input_.substr(8) + "'s features, which this " +
+                                    "batch does not have, and several teachers could serve it");
+      routing.weights = available.to(torch::kFloat);
+      routing.selected = available;
+    } else {
+      routing = router_->route(router_features, available);
+    }
   }
-  r.weights = routing.weights;
-  r.logits = routing.logits;
+  r.weights = routing.weights.to(torch::kFloat);
+  r.logits = routing.logits.defined() ? routing.logits.to(torch::kFloat) : routing.logits;
   r.selected = routing.selected.defined() ? routing.selected : routing.weights > 0;
-  r.shared = (routing.weights.unsqueeze(2) * stacked).sum(1);
+  r.shared = (r.weights.unsqueeze(2) * stacked).sum(1);
   for (auto& h : heads_) r.heads[h.name] = h.tower->forward(r.shared);
   return r;
+}
+
+void ComposedSystem::to(const c10::Device& device, bool bf16_autocast, bool with_teachers) {
+  for (auto& [name, module] : trainable_modules()) module->to(device);
+  if (with_teachers)
+    for (auto& t : teachers_) t.teacher->to(device);
+  device_ = device;
+  autocast_ = bf16_autocast;
 }
 
 at::Tensor ComposedSystem::with_context(const at::Tensor& router_features, const std::string& context) const {
@@ -246,7 +261,7 @@ at::Tensor ComposedSystem::with_context(const at::Tensor& router_features, const
   if (it == contexts_.end())
     throw std::invalid_argument("the router is conditioned on the " + condition_ + ", and '" + context +
                                 "' is not one it was built for");
-  auto one_hot = torch::zeros({router_features.size(0), int64_t(contexts_.size())});
+  auto one_hot = torch::zeros({router_features.size(0), int64_t(contexts_.size())}, router_features.options());
   one_hot.select(1, it - contexts_.begin()).fill_(1.0);
   return torch::cat({router_features, one_hot}, 1);
 }
@@ -279,17 +294,22 @@ ForwardResult ComposedSystem::forward_routed(const TeacherInput& batch, const st
     if (teacher_rows) *teacher_rows = rows;
     return r;
   }
-  const auto gate_features = teachers_[size_t(gate)].teacher->encode(batch);
+  const auto gate_features = teachers_[size_t(gate)].teacher->encode(batch).to(device_);
   rows[size_t(gate)] = b;
-  auto available = torch::zeros({b, n}, torch::kBool);
+  const auto on_device = torch::TensorOptions().device(device_);
+  auto available = torch::zeros({b, n}, on_device.dtype(torch::kBool));
   for (int64_t i = 0; i < n; ++i)
     if (to_string(teachers_[size_t(i)].teacher->modality()) == modality) available.select(1, i).fill_(true);
-  const auto routing = router_->route(with_context(gate_features, condition_ == "modality" ? modality : task), available);
+  RouterOutput routing;
+  {
+    AutocastGuard bf16(device_, autocast());
+    routing = router_->route(with_context(gate_features, condition_ == "modality" ? modality : task), available);
+  }
   ForwardResult r;
-  r.weights = routing.weights;
-  r.logits = routing.logits;
+  r.weights = routing.weights.to(torch::kFloat);
+  r.logits = routing.logits.defined() ? routing.logits.to(torch::kFloat) : routing.logits;
   r.selected = (routing.selected.defined() ? routing.selected : routing.weights > 0) & available;
-  r.shared = torch::zeros({b, shared_dim_});
+  r.shared = torch::zeros({b, shared_dim_}, on_device);
   for (int64_t i = 0; i < n; ++i) {
     const auto mine = r.selected.select(1, i).nonzero().squeeze(1);
     if (mine.numel() == 0) continue;
@@ -298,10 +318,14 @@ ForwardResult ComposedSystem::forward_routed(const TeacherInput& batch, const st
     if (i == gate) {
       f = gate_features.index_select(0, mine);
     } else {
-      f = slot.teacher->encode(rows_of(batch, mine));
+      f = slot.teacher->encode(rows_of(batch, mine.cpu())).to(device_);
       rows[size_t(i)] = mine.numel();
     }
-    const auto projected = slot.tower->forward(slot.norm->forward(f));
+    at::Tensor projected;
+    {
+      AutocastGuard bf16(device_, autocast());
+      projected = slot.tower->forward(slot.norm->forward(f)).to(torch::kFloat);
+    }
     r.shared.index_add_(0, mine, r.weights.index_select(0, mine).select(1, i).unsqueeze(1).to(projected.dtype()) * projected);
     r.ran.push_back(slot.name);
   }

@@ -102,9 +102,9 @@ State load_checkpoint(const fs::path& dir, Trainables& t) {
   try {
     for (const auto& [mod_name, module] : t.system.trainable_modules()) {
       auto m = module;
-      torch::load(m, (dir / (mod_name + ".pt")).string());
+      torch::load(m, (dir / (mod_name + ".pt")).string(), t.system.device());
     }
-    torch::load(t.optimizer, (dir / "optimizer.pt").string());
+    torch::load(t.optimizer, (dir / "optimizer.pt").string(), t.system.device());
     at::Tensor rng;
     torch::load(rng, (dir / "rng_sampler.pt").string());
     t.sampler.set_state(rng);
@@ -140,7 +140,7 @@ std::vector<at::Tensor> rows(const std::vector<at::Tensor>& features, const at::
 // term where the task has reference outputs.
 at::Tensor task_loss(ComposedSystem& sys, const TaskData& task, const ForwardResult& r, const at::Tensor& labels,
                      const at::Tensor& reference, int64_t step, const TrainOptions& options) {
-  at::Tensor total = torch::zeros({});
+  at::Tensor total = torch::zeros({}, torch::TensorOptions().device(sys.device()));
   for (const auto& slot : sys.losses()) {
     if (!slot.spec.head.empty() && slot.spec.head != task.head) continue;
     LossInput in;
@@ -208,7 +208,7 @@ Validation validate(ComposedSystem& sys, const std::vector<TaskData>& data, cons
     std::vector<at::Tensor> shared;
     for (int64_t b = 0; b < n; b += 2048) {
       const int64_t m = std::min<int64_t>(2048, n - b);
-      auto index = torch::arange(b, b + m);
+      auto index = torch::arange(b, b + m, torch::TensorOptions().dtype(torch::kLong).device(sys.device()));
       auto r = sys.fuse(rows(task.val, index), task.task, rows(projections[k].val, index));
       auto labels = task.val_labels.narrow(0, b, m);
       loss += task_loss(sys, task, r, labels, rows_of(task.val_reference, index), step, options).item<double>() * double(m);
@@ -305,9 +305,26 @@ std::vector<TaskData> load_task_data(const config::Composition& comp, ComposedSy
   return out;
 }
 
-TrainResult train(const config::Composition& comp, ComposedSystem& sys, const std::vector<TaskData>& data,
+namespace {
+at::Tensor on(const at::Tensor& t, const c10::Device& device) { return t.defined() ? t.to(device) : t; }
+}  // namespace
+
+TrainResult train(const config::Composition& comp, ComposedSystem& sys, const std::vector<TaskData>& cached,
                   const TrainOptions& options) {
-  if (data.empty()) throw TrainingError("nothing to train: the composition has no heads with data");
+  if (cached.empty()) throw TrainingError("nothing to train: the composition has no heads with data");
+  // The cached features move to the system's device once (they are small next to a GPU's memory),
+  // so that a step only gathers rows where they already are.
+  std::vector<TaskData> moved;
+  if (!sys.device().is_cpu()) {
+    for (const auto& task : cached) {
+      TaskData m = task;
+      for (auto& f : m.train) f = on(f, sys.device());
+      for (auto& f : m.val) f = on(f, sys.device());
+      for (auto* t : {&m.train_labels, &m.val_labels, &m.train_reference, &m.val_reference}) *t = on(*t, sys.device());
+      moved.push_back(std::move(m));
+    }
+  }
+  const std::vector<TaskData>& data = sys.device().is_cpu() ? cached : moved;
   const auto& cfg = comp.trainer;
   const fs::path run_dir = options.run_dir;
   dist::ProcessGroup* group = options.group && options.group->world_size() > 1 ? options.group : nullptr;
@@ -410,6 +427,7 @@ TrainResult train(const config::Composition& comp, ComposedSystem& sys, const st
     const auto& task = data[k];
     auto index = torch::randint(task.train_labels.size(0), {cfg.batch_size}, sampler, torch::kLong);
     if (group) index = index.narrow(0, rank * (cfg.batch_size / world), cfg.batch_size / world);  // this rank's slice
+    index = index.to(sys.device());
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr_at(s.step));
     optimizer.zero_grad();
     auto r = sys.fuse(rows(task.train, index), task.task, rows(projections[k].train, index));

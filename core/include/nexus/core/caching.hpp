@@ -11,6 +11,9 @@
 
 namespace nexus {
 class ComposedSystem;
+namespace dist {
+class ProcessGroup;
+}
 
 struct CachedFeatures {
   std::string teacher, task, dataset, split;
@@ -26,6 +29,9 @@ struct CachingOptions {
   // little (hf_encoder does); the teacher splits a call into its own batch size.
   int64_t batch_size = 512;
   bool progress = true;
+  // This process's share of every entry (data-parallel ranks each compute one part; see
+  // feature_cache.hpp). The entries are complete only after merge_features.
+  cache::Part part;
 };
 
 // Where a composition's data lives: data.root relative to the composition file, else ./data.
@@ -39,5 +45,23 @@ DatasetSplit load_task_split(const config::Composition& composition, const confi
 
 std::vector<CachedFeatures> cache_features(const config::Composition& composition, ComposedSystem& system,
                                            cache::FeatureCache& store, const CachingOptions& options);
+
+// Joins the parts that cache_features wrote with options.part into complete entries. Throws
+// cache::CacheError naming every shard that no part holds.
+std::vector<CachedFeatures> merge_features(const config::Composition& composition, ComposedSystem& system,
+                                           cache::FeatureCache& store, const CachingOptions& options);
+
+// Caching for data-parallel workers; every rank calls it. When all ranks see one cache folder
+// (checked with a token file that rank 0 writes), rank r computes part r of WORLD_SIZE of every
+// entry and rank 0 merges them; otherwise (machines that do not share the folder) the first
+// worker of each machine, local_rank 0, computes everything for its machine. Throws on every rank
+// when any rank fails, naming what is missing. Returns this rank's results.
+struct DistributedCaching {
+  bool sharded = false;
+  std::vector<CachedFeatures> features;
+};
+DistributedCaching cache_features_distributed(const config::Composition& composition, ComposedSystem& system,
+                                              cache::FeatureCache& store, CachingOptions options,
+                                              dist::ProcessGroup& group, int local_rank);
 
 }  // namespace nexus

@@ -7,6 +7,12 @@
 // with its sha256 in the manifest, itself rewritten atomically after every shard. A build that
 // is interrupted resumes at the first missing shard; concurrent builders of one entry serialise
 // on a lock file; readers only ever see complete shards.
+//
+// Sharded builds (one part per data-parallel rank): part r of N computes shards r, r+N, r+2N, ...
+// and records them in its own part-<r>-of-<N>.json, so N processes fill one entry side by side
+// without waiting for each other. merge() then joins the parts into manifest.json; a shard that no
+// part holds (a rank that died, a machine that does not share the cache folder) is named, never
+// papered over. Parts of an earlier run with another N count too: only what is missing is computed.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -53,9 +59,18 @@ struct Manifest {
   int64_t cached_rows() const;
 };
 
+// Which share of an entry's shards a builder computes: shard i belongs to part i % count.
+struct Part {
+  int index = 0;
+  int count = 1;
+  bool whole() const { return count <= 1; }
+  std::string str() const;  // "part 1 of 2"
+};
+
 struct BuildOptions {
   DType dtype = DType::F32;
   int64_t shard_rows = 4096;
+  Part part;
   // Called after each shard with (rows done, total rows, rows computed in this run).
   std::function<void(int64_t, int64_t, int64_t)> progress;
 };
@@ -71,9 +86,17 @@ class FeatureCache {
   // The entry's manifest if it exists (complete or not); throws CacheError if it is unreadable.
   std::optional<Manifest> find(const EntryKey& key) const;
 
-  // Builds the entry, or finishes an interrupted build: only missing shards are computed.
+  // Builds the entry, or finishes an interrupted build: only missing shards are computed. With
+  // options.part set, computes only that part's missing shards and returns the part's manifest
+  // (complete when the part is), unless the whole entry is already complete.
   Manifest build(const EntryKey& key, int64_t rows, int64_t width, const EncodeFn& encode,
                  const BuildOptions& options = {});
+
+  // Joins the parts of a sharded build into the entry's manifest and returns it, complete. Waits
+  // for part builders still at work. Throws CacheError naming every missing shard, with its rows
+  // and the part of options.part.count that was to compute it; the parts stay, and a later build
+  // (any number of parts) computes only what is missing.
+  Manifest merge(const EntryKey& key, int64_t rows, int64_t width, const BuildOptions& options = {});
 
   // [rows, width] float32 features of a complete entry. Every shard's checksum is verified
   // first unless `verify` is false; a mismatch is a CacheError naming the shard.

@@ -38,6 +38,8 @@ struct Recipe {
     std::vector<std::string> components;
   };
   std::vector<Overlay> overlays;
+  // auto, cpu, cuda or cuda:N; empty = the base composition's `device`.
+  std::string device;
 };
 
 // One loaded system. Immutable once built: a request holds the snapshot it started with until it
@@ -52,6 +54,7 @@ struct Snapshot {
   std::vector<std::string> teacher_names;
   std::map<std::string, std::string> head_of_task, modality_of_task;
   std::map<std::string, std::vector<int64_t>> sample_shape;  // per tensor modality: one input's shape
+  std::string device;  // where it runs, e.g. "cpu" or "cuda:0 (NVIDIA H200)"
 };
 
 // Builds the recipe's system, loads its weights and smoke-checks it (each teacher's example input

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -105,6 +106,13 @@ class ComposedSystem {
   // "tower.<teacher>", "router", "head.<name>".
   std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> trainable_modules() const;
 
+  // Moves the trainable modules (and the teachers, when `teachers`) to `device`; inputs and
+  // teacher features are moved there on the way in. On a CUDA device, towers and the router run
+  // under bf16 autocast unless `bf16_autocast` is false; the shared space and the heads stay fp32.
+  void to(const c10::Device& device, bool bf16_autocast = true, bool teachers = true);
+  const c10::Device& device() const { return device_; }
+  bool autocast() const { return autocast_ && device_.is_cuda(); }
+
   const std::vector<TeacherSlot>& teachers() const { return teachers_; }
   const std::string& router_input() const { return router_input_; }
   const std::vector<HeadSlot>& heads() const { return heads_; }
@@ -121,6 +129,8 @@ class ComposedSystem {
   std::string condition_ = "none";
   std::vector<std::string> contexts_;
   int64_t shared_dim_ = 0;
+  c10::Device device_{c10::kCPU};
+  bool autocast_ = true;
   // Appends the router's one-hot context (task or modality) when it is conditioned.
   at::Tensor with_context(const at::Tensor& router_features, const std::string& context) const;
 };
