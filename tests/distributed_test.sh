@@ -32,6 +32,9 @@ for f in "['best_step']" "['val_accuracy']['fashion']" "['eval']['tasks'][0]['ac
   else echo "FAIL: $f: 1 process '$a', 2 processes '$b'"; failures=$((failures + 1)); fi
 done
 [ "$(json_field "$work/two.json" "['processes']")" = 2 ] && echo "ok: 2 processes reported" || { echo "FAIL: processes"; failures=$((failures + 1)); }
+[ "$(json_field "$work/two.json" "['dist_backend']")" = gloo ] && echo "ok: Gloo on the CPU" || { echo "FAIL: dist_backend"; failures=$((failures + 1)); }
+check "--dist-backend nccl without a GPU is bad usage" 2 "$nexus" train "$demo" --run "$work/nccl" --nproc 2 --dist-backend nccl
+grep -q "nccl" "$work/err" && echo "ok: says why: $(grep -o 'dist-backend nccl[^(]*' "$work/err" | head -1)" || { echo "FAIL: no reason given"; cat "$work/err"; failures=$((failures + 1)); }
 
 # 1b. Parts by hand (machines that share a cache folder): a part that never ran is named by merge,
 #     and building it afterwards completes the entry.

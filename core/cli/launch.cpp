@@ -121,11 +121,12 @@ int launch_workers(const Globals& g, int nproc, const std::vector<std::string>& 
       std::cerr << "nexus train: worker rank " << rank << " (pid " << done << ") " << describe(status)
                 << "; stopped the other " << running << " worker(s). Continue with --resume (any --nproc).\n";
       stop_others();
-      return rank == 0 && rank0 == kBadInput ? kBadInput : kRuntimeFailure;
+      // Bad input (a composition, a flag) is bad on every rank: say so with the exit code too.
+      return WIFEXITED(status) && WEXITSTATUS(status) == kBadInput ? kBadInput : kRuntimeFailure;
     }
     if (!ok && rank != 0) {
       std::cerr << "nexus train: worker rank " << rank << " (pid " << done << ") " << describe(status) << "\n";
-      return kRuntimeFailure;
+      return WIFEXITED(status) && WEXITSTATUS(status) == kBadInput ? kBadInput : kRuntimeFailure;
     }
   }
   return rank0;

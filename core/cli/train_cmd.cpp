@@ -28,7 +28,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   bool json = false, resume = false, fp16 = false, no_eval = false, no_bf16 = false;
   int nproc = 1;
   double dist_timeout = 30;
-  std::string file, run_dir, cache_root, device_spec;
+  std::string file, run_dir, cache_root, device_spec, dist_backend = "auto";
   std::vector<std::string> overrides;
   IncrementRequest inc;
   po::options_description opts(
@@ -51,6 +51,8 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
       ("no-bf16", po::bool_switch(&no_bf16), "on a GPU, train towers and router in fp32 instead of bf16 autocast")
       ("json", po::bool_switch(&json), "machine-readable summary on stdout")
       ("nproc", po::value(&nproc)->default_value(nproc), "data-parallel worker processes on this machine")
+      ("dist-backend", po::value(&dist_backend)->default_value(dist_backend),
+       "c10d backend: auto (NCCL on CUDA devices when libtorch has it, else Gloo), gloo or nccl")
       ("dist-timeout", po::value(&dist_timeout)->default_value(dist_timeout),
        "seconds a worker waits for the others (joining, each all-reduce) before failing")
       ("from", po::value(&inc.base_run), "a trained run: train only what FILE adds to it")
@@ -63,6 +65,10 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   if (nproc < 1 || nproc > 256) throw UsageError("--nproc must be between 1 and 256");
   if (!(dist_timeout > 0)) throw UsageError("--dist-timeout must be positive");
   auto dist_options = dist::options_from_environment();
+  if (dist_backend != "auto" && dist_backend != "gloo" && dist_backend != "nccl")
+    throw UsageError("--dist-backend must be auto, gloo or nccl, got '" + dist_backend + "'");
+  if (dist_backend == "nccl" && !dist::nccl_available())
+    throw UsageError("--dist-backend nccl: this libtorch has no NCCL (a CPU build; see docs/gpu.md)");
   if (nproc > 1 && !dist_options) {
     if (!inc.base_run.empty()) throw UsageError("--nproc does not combine with --from (yet)");
     std::vector<std::string> worker_args;
@@ -72,13 +78,9 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
     }
     return launch_workers(g, nproc, worker_args);
   }
-  std::unique_ptr<dist::ProcessGroup> group;
-  if (dist_options && dist_options->world_size > 1) {
-    if (!inc.base_run.empty()) throw UsageError("data-parallel training does not combine with --from (yet)");
-    dist_options->timeout = std::chrono::milliseconds(int64_t(dist_timeout * 1000));
-    group = std::make_unique<dist::ProcessGroup>(*dist_options);
-  }
-  const bool writer = !group || group->rank() == 0;
+  const bool parallel = dist_options && dist_options->world_size > 1;
+  if (parallel && !inc.base_run.empty()) throw UsageError("data-parallel training does not combine with --from (yet)");
+  const bool writer = !parallel || dist_options->rank == 0;
   const auto reg = scanned_registry(g);
   if (!inc.base_run.empty()) {
     if (run_dir.empty()) throw UsageError("train --from needs --run DIR for the new run");
@@ -105,6 +107,15 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   sys.to(device, !no_bf16, /*teachers=*/false);
   if (writer && !device.is_cpu())
     spdlog::info("training on {}{}", describe_device(device), sys.autocast() ? " (towers and router in bf16)" : "");
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (parallel) {
+    dist_options->timeout = std::chrono::milliseconds(int64_t(dist_timeout * 1000));
+    dist_options->device = device;
+    const bool nccl = dist_backend == "nccl" || (dist_backend == "auto" && device.is_cuda() && dist::nccl_available());
+    if (nccl && !device.is_cuda()) throw UsageError("--dist-backend nccl needs a CUDA device (--device cuda)");
+    dist_options->backend = nccl ? dist::DistOptions::Backend::Nccl : dist::DistOptions::Backend::Gloo;
+    group = std::make_unique<dist::ProcessGroup>(*dist_options);
+  }
 
   cache::FeatureCache store(feature_cache_root(cache_root));
   CachingOptions co;
@@ -157,6 +168,7 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
                                 {"samples_per_second", result.samples_per_second},
                                 {"processes", group ? group->world_size() : 1},
                                 {"device", describe_device(device)},
+                                {"dist_backend", !group ? "none" : dist_options->backend == dist::DistOptions::Backend::Nccl ? "nccl" : "gloo"},
                                 {"eval", eval_json},
                                 {"shared_variance", result.shared_variance},
                                 {"weights_sha256", digest}}

@@ -8,6 +8,12 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
+#include <torch/version.h>
+// CUDA builds of libtorch define USE_C10D_NCCL for their users (the torch CMake target does).
+#ifdef USE_C10D_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <cstdlib>
 #include <stdexcept>
@@ -53,10 +59,30 @@ std::optional<DistOptions> options_from_environment() {
   return o;
 }
 
+// The process groups' common base: c10d::Backend since libtorch 2.0, c10d::ProcessGroup before.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+
+bool nccl_available() {
+#ifdef USE_C10D_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
 struct ProcessGroup::Impl {
   DistOptions options;
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<Collectives> group;
+  bool nccl = false;
+  // Where a collective's tensors must be: the host for Gloo, this rank's GPU for NCCL.
+  at::Tensor here(const at::Tensor& t) const {
+    return (nccl ? t.to(options.device) : t.to(torch::kCPU)).contiguous();
+  }
 };
 
 ProcessGroup::ProcessGroup(const DistOptions& options) : impl_(std::make_unique<Impl>()) {
@@ -69,11 +95,24 @@ ProcessGroup::ProcessGroup(const DistOptions& options) : impl_(std::make_unique<
   so.timeout = options.timeout;
   try {
     impl_->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, so);
-    auto go = c10d::ProcessGroupGloo::Options::create(options.timeout);
-    go->devices.push_back(options.master_addr == "127.0.0.1" || options.master_addr == "localhost"
-                              ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                              : c10d::ProcessGroupGloo::createDefaultDevice());
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options.rank, options.world_size, go);
+    if (options.backend == DistOptions::Backend::Nccl) {
+#ifdef USE_C10D_NCCL
+      if (!options.device.is_cuda()) throw std::invalid_argument("NCCL needs a CUDA device, got " + options.device.str());
+      c10::cuda::set_device(options.device.index());
+      auto no = c10d::ProcessGroupNCCL::Options::create();
+      no->timeout = options.timeout;
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, options.rank, options.world_size, no);
+      impl_->nccl = true;
+#else
+      throw std::invalid_argument("this libtorch has no NCCL process group (a CPU build); use the Gloo backend");
+#endif
+    } else {
+      auto go = c10d::ProcessGroupGloo::Options::create(options.timeout);
+      go->devices.push_back(options.master_addr == "127.0.0.1" || options.master_addr == "localhost"
+                                ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                : c10d::ProcessGroupGloo::createDefaultDevice());
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options.rank, options.world_size, go);
+    }
   } catch (const std::exception& e) {
     throw std::runtime_error("rank " + std::to_string(options.rank) + " of " + std::to_string(options.world_size) +
                              " could not join the group at " + options.master_addr + ":" +
@@ -97,7 +136,7 @@ void ProcessGroup::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_
     std::vector<at::Tensor> pieces;
     for (const auto& t : bucket) pieces.push_back(t.reshape(-1).to(torch::kFloat));
     // Gloo reduces host memory: a GPU bucket goes through the CPU (one copy each way per bucket).
-    std::vector<at::Tensor> flat{torch::cat(pieces).to(torch::kCPU)};
+    std::vector<at::Tensor> flat{impl_->here(torch::cat(pieces))};
     wait(impl_->group->allreduce(flat), "all-reduce", rank());
     flat[0].mul_(scale);
     int64_t offset = 0;
@@ -122,7 +161,7 @@ void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   torch::NoGradGuard no_grad;
   for (const auto& t : tensors) {
     if (!t.defined()) continue;
-    std::vector<at::Tensor> one{t.is_contiguous() && t.is_cpu() ? t : t.contiguous().cpu()};
+    std::vector<at::Tensor> one{impl_->here(t)};
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
     wait(impl_->group->broadcast(one, bo), "broadcast", rank());
@@ -131,13 +170,17 @@ void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root) {
 }
 
 bool ProcessGroup::any(bool flag) {
-  std::vector<at::Tensor> v{torch::full({1}, flag ? 1.0f : 0.0f)};
+  std::vector<at::Tensor> v{impl_->here(torch::full({1}, flag ? 1.0f : 0.0f))};
   c10d::AllreduceOptions ao;
   ao.reduceOp = c10d::ReduceOp::MAX;
   wait(impl_->group->allreduce(v, ao), "all-reduce", rank());
   return v[0].item<float>() > 0;
 }
 
-void ProcessGroup::barrier() { wait(impl_->group->barrier(), "barrier", rank()); }
+void ProcessGroup::barrier() {
+  c10d::BarrierOptions bo;
+  if (impl_->nccl) bo.device_ids = {int64_t(impl_->options.device.index())};
+  wait(impl_->group->barrier(bo), "barrier", rank());
+}
 
 }  // namespace nexus::dist

@@ -1,8 +1,10 @@
-// Data-parallel plumbing on PyTorch's own c10d: a Gloo process group over a TCPStore, joined the
-// way torchrun's workers join (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+// Data-parallel plumbing on PyTorch's own c10d: a Gloo (CPU) or NCCL (GPU) process group over a
+// TCPStore, joined the way torchrun's workers join (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT).
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <chrono>
 #include <cstdint>
@@ -22,7 +24,15 @@ struct DistOptions {
   // How long any collective (and joining) may wait for the other ranks: a rank that died makes
   // the others fail with an error after this, never hang.
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  // Gloo reduces in host memory and works with tensors anywhere (GPU tensors go through the CPU);
+  // NCCL reduces on `device`, a CUDA device of this rank's own, and needs a libtorch built with it.
+  enum class Backend { Gloo, Nccl };
+  Backend backend = Backend::Gloo;
+  c10::Device device{c10::kCPU};
 };
+
+// Whether this libtorch has c10d's NCCL process group (CUDA builds of libtorch 2.x do).
+bool nccl_available();
 
 // The torchrun variables; nullopt when WORLD_SIZE is not set. Throws std::invalid_argument naming
 // the variable when one is malformed or inconsistent (RANK outside [0, WORLD_SIZE)).
