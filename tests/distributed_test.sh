@@ -40,6 +40,9 @@ grep -q "nccl" "$work/err" && echo "ok: says why: $(grep -o 'dist-backend nccl[^
 #     and building it afterwards completes the entry.
 parts=(--cache "$work/parts" --split val)
 check "cache build --part 0/2" 0 "$nexus" cache build "$demo" "${parts[@]}" --part 0/2
+check "cache ls shows the part-built entries as incomplete" 0 "$nexus" cache ls --cache "$work/parts" --json
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert len(e) == 2 and all(not x["complete"] and x["cached_rows"] == 4096 and x["rows"] == 5000 for x in e), e' "$work/out" \
+  && echo "ok: 2 entries, 4096 of 5000 rows each, not complete" || { echo "FAIL: cache ls of parts"; cat "$work/out"; failures=$((failures + 1)); }
 check "cache merge with part 1 missing" 1 "$nexus" cache merge "$demo" "${parts[@]}"
 if grep -q "is missing 1 of 2 shards: shard-00001.nxf (rows 4096..[0-9]*, part 1 of 2)" "$work/err"; then
   echo "ok: merge names the missing shard: $(grep -o "shard-00001.nxf ([^)]*)" "$work/err" | head -1)"

@@ -370,7 +370,8 @@ Manifest FeatureCache::merge(const EntryKey& key, int64_t rows, int64_t width, c
 std::vector<std::string> FeatureCache::verify(const Manifest& m) const {
   std::vector<std::string> problems;
   if (!m.complete) problems.push_back("entry " + m.dir + " is incomplete (" + std::to_string(m.cached_rows()) + "/" +
-                                      std::to_string(m.rows) + " rows): rerun the cache build to finish it");
+                                      std::to_string(m.rows) + " rows): rerun the cache build to finish it (after " +
+                                      "`cache build --part`, `cache merge`)");
   for (const auto& s : m.shards) {
     const auto path = fs::path(m.dir) / s.file;
     std::error_code ec;
@@ -423,9 +424,30 @@ std::vector<Manifest> FeatureCache::list() const {
   std::error_code ec;
   if (!fs::is_directory(root_, ec)) return out;
   for (const auto& e : fs::directory_iterator(root_, ec)) {
-    if (!e.is_directory() || !fs::exists(e.path() / "manifest.json")) continue;
+    if (!e.is_directory()) continue;
     try {
-      out.push_back(manifest_from(e.path() / "manifest.json"));
+      if (fs::exists(e.path() / "manifest.json")) {
+        out.push_back(manifest_from(e.path() / "manifest.json"));
+        continue;
+      }
+      // Only parts of a sharded build so far: shown as one incomplete entry holding their shards.
+      std::optional<Manifest> parts;
+      std::error_code part_ec;
+      for (const auto& f : fs::directory_iterator(e.path(), part_ec)) {
+        if (!is_part_manifest(f.path())) continue;
+        auto m = manifest_from(f.path());
+        if (!parts) {
+          parts = m;
+          parts->shards.clear();
+        }
+        for (const auto& s : m.shards)
+          if (std::none_of(parts->shards.begin(), parts->shards.end(), [&](const auto& k) { return k.file == s.file; }))
+            parts->shards.push_back(s);
+      }
+      if (!parts) continue;
+      parts->complete = false;
+      sort_by_row(parts->shards);
+      out.push_back(*parts);
     } catch (const CacheError& err) {
       spdlog::warn("{}", err.what());
     }
