@@ -47,6 +47,11 @@ best = (broken / "checkpoints" / "best").read_text().strip()
 (work / "token").write_text("s3cret\n")
 (work / "live").symlink_to(work / "b")  # what a deploy re-points; SIGHUP re-reads it
 
+# A GPU that is not there is refused at start, before listening (exit 2, with the reason).
+gpu = subprocess.run([nexus, "serve", str(work / "a"), "--port", "0", "--device", "cuda:0"], env=env,
+                     capture_output=True, text=True, timeout=120)
+expect(gpu.returncode == 2 and "device 'cuda:0' asked for" in gpu.stderr,
+       f"serve --device cuda:0 without a GPU: exit {gpu.returncode}: {gpu.stderr.strip()[:120]}")
 server = subprocess.Popen([nexus, "serve", str(work / "a"), "--port", "0", "--admin-token-file", str(work / "token"),
                            "--watch", str(work / "live"),
                            "--max-body", "200000", "--max-delay-ms", "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -71,6 +76,7 @@ try:
     expect(status == 200 and health == {"status": "ok"}, "healthz")
     status, ready = request("GET", "/readyz")
     expect(status == 200 and ready["ready"] and ready["version"].startswith("a@"), "readyz names the version")
+    expect(ready.get("device") == "cpu", f"readyz names the device (device: auto on a machine without a GPU): {ready.get('device')}")
 
     rng = random.Random(0)
     images = [[rng.randrange(256) for _ in range(784)] for _ in range(8)]
