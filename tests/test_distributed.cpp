@@ -33,7 +33,8 @@ int free_port() {
 }
 
 // Runs body(rank, group) on `world` threads joined into one group; rethrows a thread's failure.
-void on_ranks(int world, const std::function<void(int, dist::ProcessGroup&)>& body) {
+void on_ranks(int world, const std::function<void(int, dist::ProcessGroup&)>& body,
+              std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
   const int port = free_port();
   std::vector<std::thread> threads;
   std::vector<std::string> errors(static_cast<size_t>(world), std::string());
@@ -44,7 +45,7 @@ void on_ranks(int world, const std::function<void(int, dist::ProcessGroup&)>& bo
         o.rank = r;
         o.world_size = world;
         o.master_port = port;
-        o.timeout = std::chrono::seconds(20);
+        o.timeout = timeout;
         dist::ProcessGroup g(o);
         body(r, g);
       } catch (const std::exception& e) {
@@ -78,6 +79,44 @@ TEST_CASE("c10d Gloo: bucketed all-reduce averages every tensor, broadcast and a
     CHECK_FALSE(g.any(false));
     g.barrier();
   });
+}
+
+TEST_CASE("arrive: ranks that finish far apart still meet, and one rank's failure reaches all") {
+  on_ranks(2, [](int rank, dist::ProcessGroup& g) {
+    if (rank == 1) std::this_thread::sleep_for(std::chrono::seconds(5));  // 2.5x the collective timeout
+    CHECK(g.arrive("slow work", true));
+    CHECK_FALSE(g.arrive("work that failed on rank 0", rank != 0));
+    CHECK(g.arrive("more work", true));
+    g.barrier();  // the group is still usable for collectives
+  }, std::chrono::seconds(2));
+}
+
+TEST_CASE("arrive: a rank that stops answering is named, not waited for forever") {
+  const int port = free_port();
+  auto options = [&](int rank) {
+    dist::DistOptions o;
+    o.rank = rank;
+    o.world_size = 2;
+    o.master_port = port;
+    o.timeout = std::chrono::seconds(2);
+    return o;
+  };
+  std::string error;
+  std::chrono::steady_clock::duration waited{};
+  std::thread rank0([&] {
+    dist::ProcessGroup g(options(0));
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      g.arrive("features cached");
+    } catch (const std::runtime_error& e) {
+      error = e.what();
+    }
+    waited = std::chrono::steady_clock::now() - start;
+  });
+  { dist::ProcessGroup gone(options(1)); }  // joins, then is gone without arriving: its heartbeat stops
+  rank0.join();
+  CHECK(error.find("rank 1 stopped answering while rank 0 waited for it at 'features cached'") != std::string::npos);
+  CHECK(waited < std::chrono::seconds(15));
 }
 
 TEST_CASE("c10d Gloo: a rank that never arrives makes joining fail with a message, not hang") {

@@ -183,6 +183,27 @@ TEST_CASE("concurrent builders of one entry do not corrupt it or compute it twic
   CHECK(torch::equal(cache.load(results[0]), rows_of(0, 80, 3)));
 }
 
+// Rows of the shards of an entry (rows, shards of `shard_rows`) that part r of n owns.
+std::vector<int64_t> owned_firsts(const EntryKey& key, int64_t rows, int64_t shard_rows, int r, int n) {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i * shard_rows < rows; ++i)
+    if (Part{r, n}.owns(size_t(i), key.id())) out.push_back(i * shard_rows);
+  return out;
+}
+
+int64_t owned_rows(const EntryKey& key, int64_t rows, int64_t shard_rows, int r, int n) {
+  int64_t total = 0;
+  for (const auto f : owned_firsts(key, rows, shard_rows, r, n)) total += std::min(shard_rows, rows - f);
+  return total;
+}
+
+TEST_CASE("shards are spread over the parts: entries start at different parts") {
+  std::vector<int> first_owner_count(3, 0);
+  for (int e = 0; e < 60; ++e) ++first_owner_count[size_t(Part::owner(0, key_for("t", "fp" + std::to_string(e)).id(), 3))];
+  for (const int n : first_owner_count) CHECK(n >= 10);  // ~20 each; all on part 0 would starve the others
+  for (size_t i = 0; i < 9; ++i) CHECK(Part::owner(i + 1, "00000000ab", 3) == (Part::owner(i, "00000000ab", 3) + 1) % 3);
+}
+
 TEST_CASE("the parts of a sharded build are disjoint and merge into the whole entry") {
   TempDir dir;
   const auto key = key_for("a", "fp-parts");
@@ -199,8 +220,11 @@ TEST_CASE("the parts of a sharded build are disjoint and merge into the whole en
       CHECK(m.complete);  // this part is
     });
   for (auto& t : threads) t.join();
-  CHECK(firsts[0] == std::vector<int64_t>{0, 32, 64, 96});
-  CHECK(firsts[1] == std::vector<int64_t>{16, 48, 80});
+  CHECK(firsts[0] == owned_firsts(key, 100, 16, 0, 2));
+  CHECK(firsts[1] == owned_firsts(key, 100, 16, 1, 2));
+  CHECK(firsts[0].size() + firsts[1].size() == 7);
+  CHECK(firsts[0].size() >= 3);
+  CHECK(firsts[1].size() >= 3);
   FeatureCache cache(dir.str());
   auto before = cache.find(key);
   CHECK_FALSE((before && before->complete));  // not usable until merged
@@ -232,27 +256,34 @@ TEST_CASE("a shard no part holds is named by merge; a rebuild computes only it")
     computed += n;
     return rows_of(f, n, 3);
   };
-  cache.build(key, 45, 3, enc, part(0, 2));  // shards 0, 2, 4; part 1 of 2 never ran
-  CHECK(computed == 25);
+  cache.build(key, 45, 3, enc, part(0, 2));  // part 1 of 2 never ran
+  CHECK(computed == owned_rows(key, 45, 10, 0, 2));
+  const auto missing = owned_firsts(key, 45, 10, 1, 2);
+  REQUIRE_FALSE(missing.empty());
   try {
     cache.merge(key, 45, 3, part(0, 2));
     FAIL("merge accepted an entry with missing shards");
   } catch (const CacheError& e) {
     const std::string what = e.what();
-    CHECK(what.find("missing 2 of 5 shards") != std::string::npos);
-    CHECK(what.find("shard-00001.nxf (rows 10..19, part 1 of 2)") != std::string::npos);
-    CHECK(what.find("shard-00003.nxf (rows 30..39, part 1 of 2)") != std::string::npos);
+    CHECK(what.find("missing " + std::to_string(missing.size()) + " of 5 shards") != std::string::npos);
+    char first[64];
+    std::snprintf(first, sizeof first, "shard-%05lld.nxf (rows %lld..%lld, part 1 of 2)", (long long)(missing[0] / 10),
+                  (long long)missing[0], (long long)std::min<int64_t>(missing[0] + 9, 44));
+    CHECK_MESSAGE(what.find(first) != std::string::npos, what);
     CHECK(what.find("(teacher 'img', train)") != std::string::npos);
   }
   // A shard file lost after its part finished is named too.
   cache.build(key, 45, 3, enc, part(1, 2));
-  std::filesystem::remove(std::filesystem::path(dir.str()) / key.id() / "shard-00002.nxf");
-  CHECK_THROWS_WITH_AS(cache.merge(key, 45, 3, part(0, 2)), doctest::Contains("shard-00002.nxf (rows 20..29, part 0 of 2)"),
+  const int64_t lost = owned_firsts(key, 45, 10, 0, 2).front();
+  char lost_name[32];
+  std::snprintf(lost_name, sizeof lost_name, "shard-%05lld.nxf", (long long)(lost / 10));
+  std::filesystem::remove(std::filesystem::path(dir.str()) / key.id() / lost_name);
+  CHECK_THROWS_WITH_AS(cache.merge(key, 45, 3, part(0, 2)), doctest::Contains((std::string(lost_name) + " (rows ").c_str()),
                        CacheError);
   // Three processes now: only the lost shard is computed, by the part it belongs to.
   computed = 0;
   for (int r = 0; r < 3; ++r) cache.build(key, 45, 3, enc, part(r, 3));
-  CHECK(computed == 10);
+  CHECK(computed == std::min<int64_t>(10, 45 - lost));
   const auto m = cache.merge(key, 45, 3, part(0, 3));
   CHECK(torch::equal(cache.load(m), rows_of(0, 45, 3)));
 }
@@ -268,11 +299,12 @@ TEST_CASE("a whole build takes over the shards that parts left") {
     computed += n;
     return rows_of(f, n, 2);
   };
-  cache.build(key, 40, 2, enc, o);  // shards 1, 3
-  CHECK(computed == 16);
+  cache.build(key, 40, 2, enc, o);
+  const int64_t by_part = owned_rows(key, 40, 8, 1, 2);
+  CHECK(computed == by_part);
   computed = 0;
   const auto m = cache.build(key, 40, 2, enc, shards_of(8));
-  CHECK(computed == 24);
+  CHECK(computed == 40 - by_part);
   CHECK(m.complete);
   CHECK(torch::equal(cache.load(m), rows_of(0, 40, 2)));
   CHECK_THROWS_AS(cache.build(key, 40, 2, enc, [] { auto b = shards_of(8); b.part = {2, 2}; return b; }()), CacheError);

@@ -129,7 +129,8 @@ int cmd_train(const Globals& g, const std::vector<std::string>& args) {
   const std::string part = cached.sharded ? " (part " + std::to_string(group->rank()) + " of " + std::to_string(group->world_size()) + ")" : "";
   for (const auto& r : cached.features)
     spdlog::info("features {} {}/{}: {}{}", r.teacher, r.dataset, r.split,
-                 r.computed_rows ? "computed " + std::to_string(r.computed_rows) + " rows" : std::string("cached"), part);
+                 r.computed_rows ? "computed " + std::to_string(r.computed_rows) + " rows"
+                                 : std::string(cached.sharded ? "nothing to compute" : "cached"), part);
   const auto data = load_task_data(comp, sys, store);
 
   if (writer && (!resume || !std::filesystem::exists(std::filesystem::path(run_dir) / "run.json")))

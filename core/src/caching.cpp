@@ -74,8 +74,8 @@ std::vector<CachedFeatures> cache_features(const config::Composition& comp, Comp
     int64_t mine = data.size();
     if (!options.part.whole()) {  // the rows of this part's shards, for the progress line
       mine = 0;
-      for (int64_t first = options.part.index * build.shard_rows; first < data.size(); first += options.part.count * build.shard_rows)
-        mine += std::min(build.shard_rows, data.size() - first);
+      for (int64_t i = 0; i * build.shard_rows < data.size(); ++i)
+        if (options.part.owns(size_t(i), key.id())) mine += std::min(build.shard_rows, data.size() - i * build.shard_rows);
     }
     ProgressLine progress("cache " + slot.name + " " + task.dataset + "/" + data.split +
                               (options.part.whole() ? "" : " (" + options.part.str() + ")"),
@@ -149,8 +149,10 @@ DistributedCaching cache_features_distributed(const config::Composition& comp, C
     } catch (const std::exception& e) {
       failure = e.what();
     }
-    // A rank that failed still joins the merge decision, so that nobody waits on it.
-    const bool built = !group.any(!failure.empty());
+    // Parts differ in size (an entry of one shard is all part 0's), so ranks finish far apart:
+    // arrive() waits as long as the others are alive, where a collective would time out. A rank
+    // that failed still arrives, so that nobody waits on it.
+    const bool built = group.arrive("features cached", failure.empty());
     if (group.rank() == 0 && built) {
       try {
         auto merged = merge_features(comp, system, store, options);
@@ -177,9 +179,9 @@ DistributedCaching cache_features_distributed(const config::Composition& comp, C
     }
   };
   if (local_rank == 0) run();
-  group.barrier();
-  if (local_rank != 0) run();  // finds what its machine's first worker computed
-  if (group.any(!failure.empty())) {
+  const bool first_ok = group.arrive("features cached by each machine's first worker", failure.empty());
+  if (local_rank != 0 && first_ok) run();  // finds what its machine's first worker computed
+  if (group.any(!failure.empty()) || !first_ok) {
     if (!failure.empty()) throw std::runtime_error(failure);
     throw std::runtime_error("another rank failed while caching features (its log says why)");
   }

@@ -15,8 +15,13 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 
 namespace nexus::dist {
 
@@ -79,6 +84,13 @@ struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<Collectives> group;
   bool nccl = false;
+  int64_t stages = 0;  // arrive() calls so far: their store keys are unique per call
+  // The heartbeat: a counter per rank in the store, bumped every second while the group lives.
+  std::thread heartbeat;
+  std::mutex heartbeat_mutex;
+  std::condition_variable heartbeat_stop;
+  bool stopping = false;
+  static std::string alive_key(int rank) { return "nexus/alive/" + std::to_string(rank); }
   // Where a collective's tensors must be: the host for Gloo, this rank's GPU for NCCL.
   at::Tensor here(const at::Tensor& t) const {
     return (nccl ? t.to(options.device) : t.to(torch::kCPU)).contiguous();
@@ -119,9 +131,65 @@ ProcessGroup::ProcessGroup(const DistOptions& options) : impl_(std::make_unique<
                              std::to_string(options.master_port) + " within " +
                              std::to_string(options.timeout.count()) + " ms: " + e.what());
   }
+  impl_->heartbeat = std::thread([impl = impl_.get()] {
+    std::unique_lock<std::mutex> lock(impl->heartbeat_mutex);
+    while (!impl->stopping) {
+      try {
+        impl->store->add(Impl::alive_key(impl->options.rank), 1);
+      } catch (const std::exception&) {
+        // The store is gone (rank 0 ended): whoever waits on us finds out by its own means.
+      }
+      // Several beats per timeout, so that a late one is never taken for a dead rank.
+      impl->heartbeat_stop.wait_for(lock, std::clamp(impl->options.timeout / 4, std::chrono::milliseconds(100),
+                                                     std::chrono::milliseconds(1000)));
+    }
+  });
 }
 
-ProcessGroup::~ProcessGroup() = default;
+ProcessGroup::~ProcessGroup() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->heartbeat_mutex);
+    impl_->stopping = true;
+  }
+  impl_->heartbeat_stop.notify_all();
+  if (impl_->heartbeat.joinable()) impl_->heartbeat.join();
+}
+
+bool ProcessGroup::arrive(const std::string& stage, bool ok) {
+  auto& store = *impl_->store;
+  const int world = world_size();
+  const std::string prefix = "nexus/stage/" + std::to_string(impl_->stages++) + "/";
+  try {
+    if (!ok) store.add(prefix + "failed", 1);
+    store.add(prefix + "arrived", 1);
+    std::vector<int64_t> beats(size_t(world), -1);
+    std::vector<std::chrono::steady_clock::time_point> moved(size_t(world), std::chrono::steady_clock::now());
+    auto last_check = std::chrono::steady_clock::time_point{};
+    while (store.add(prefix + "arrived", 0) < world) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_check >= std::chrono::milliseconds(500)) {
+        last_check = now;
+        for (int r = 0; r < world; ++r) {
+          const int64_t beat = store.add(Impl::alive_key(r), 0);
+          if (beat != beats[size_t(r)]) {
+            beats[size_t(r)] = beat;
+            moved[size_t(r)] = now;
+          } else if (now - moved[size_t(r)] > impl_->options.timeout) {
+            throw std::runtime_error("rank " + std::to_string(r) + " stopped answering while rank " + std::to_string(rank()) +
+                                     " waited for it at '" + stage + "' (no heartbeat for " +
+                                     std::to_string(impl_->options.timeout.count() / 1000) + " s): it died, or its machine did");
+          }
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return store.add(prefix + "failed", 0) == 0;
+  } catch (const c10::Error& e) {
+    // The store lives in rank 0's process: it is unreachable when rank 0 is gone.
+    throw std::runtime_error("rank " + std::to_string(rank()) + " lost the group while waiting at '" + stage +
+                             "': rank 0 died or stopped answering (" + e.what_without_backtrace() + ")");
+  }
+}
 
 int ProcessGroup::rank() const { return impl_->options.rank; }
 int ProcessGroup::world_size() const { return impl_->options.world_size; }

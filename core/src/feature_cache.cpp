@@ -207,6 +207,12 @@ const char* to_string(DType d) { return d == DType::F16 ? "f16" : "f32"; }
 
 std::string Part::str() const { return "part " + std::to_string(index) + " of " + std::to_string(count); }
 
+int Part::owner(size_t shard, const std::string& key_id, int count) {
+  if (count <= 1) return 0;
+  const uint64_t salt = key_id.size() >= 8 ? std::stoull(key_id.substr(0, 8), nullptr, 16) : 0;
+  return int((uint64_t(shard) + salt) % uint64_t(count));
+}
+
 std::string EntryKey::id() const {
   // Length-prefixed so that no two different triples hash the same text.
   Sha256 h;
@@ -277,12 +283,14 @@ Manifest FeatureCache::build(const EntryKey& key, int64_t rows, int64_t width, c
 
   const size_t n_shards = size_t((rows + options.shard_rows - 1) / options.shard_rows);
   int64_t computed = 0, mine = 0, mine_done = 0;
-  for (size_t i = size_t(part.index); i < n_shards; i += size_t(part.count)) {
+  for (size_t i = 0; i < n_shards; ++i) {
+    if (!part.owns(i, m.key)) continue;
     const int64_t first = int64_t(i) * options.shard_rows;
     mine += std::min(options.shard_rows, rows - first);
     if (done.count(shard_name(i))) mine_done += std::min(options.shard_rows, rows - first);
   }
-  for (size_t i = size_t(part.index); i < n_shards; i += size_t(part.count)) {
+  for (size_t i = 0; i < n_shards; ++i) {
+    if (!part.owns(i, m.key)) continue;
     const int64_t first = int64_t(i) * options.shard_rows, count = std::min(options.shard_rows, rows - first);
     const auto name = shard_name(i);
     if (done.count(name)) continue;
@@ -345,7 +353,7 @@ Manifest FeatureCache::merge(const EntryKey& key, int64_t rows, int64_t width, c
     const auto name = shard_name(i);
     if (done.count(name)) continue;
     const int64_t first = int64_t(i) * options.shard_rows, count = std::min(options.shard_rows, rows - first);
-    const Part owner{int(i % size_t(std::max(parts, 1))), std::max(parts, 1)};
+    const Part owner{Part::owner(i, m.key, parts), std::max(parts, 1)};
     missing.push_back(name + " (rows " + std::to_string(first) + ".." + std::to_string(first + count - 1) +
                       (owner.whole() ? "" : ", " + owner.str()) + ")");
   }

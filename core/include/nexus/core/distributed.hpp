@@ -59,6 +59,13 @@ class ProcessGroup {
   bool any(bool flag);
   void barrier();
 
+  // For waits of unknown length (one rank caching features the others need): every rank calls it
+  // in the same order, with `ok` false where its work failed. Returns once all ranks have arrived,
+  // however long that takes, true when none failed. It never hangs on a dead rank: every rank's
+  // background heartbeat (a counter in the store, bumped every second) must keep moving, and one
+  // that stands still for the timeout ends the wait with an error naming the rank.
+  bool arrive(const std::string& stage, bool ok = true);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -8,7 +8,7 @@
 // is interrupted resumes at the first missing shard; concurrent builders of one entry serialise
 // on a lock file; readers only ever see complete shards.
 //
-// Sharded builds (one part per data-parallel rank): part r of N computes shards r, r+N, r+2N, ...
+// Sharded builds (one part per data-parallel rank): part r of N computes every Nth shard (Part)
 // and records them in its own part-<r>-of-<N>.json, so N processes fill one entry side by side
 // without waiting for each other. merge() then joins the parts into manifest.json; a shard that no
 // part holds (a rank that died, a machine that does not share the cache folder) is named, never
@@ -59,12 +59,16 @@ struct Manifest {
   int64_t cached_rows() const;
 };
 
-// Which share of an entry's shards a builder computes: shard i belongs to part i % count.
+// Which share of an entry's shards a builder computes. Shard i of the entry with key id K belongs
+// to part (i + s(K)) % count, s(K) a number taken from K: entries start at different parts, so
+// that the many entries smaller than one shard spread over the parts instead of all going to 0.
 struct Part {
   int index = 0;
   int count = 1;
   bool whole() const { return count <= 1; }
   std::string str() const;  // "part 1 of 2"
+  bool owns(size_t shard, const std::string& key_id) const { return owner(shard, key_id, count) == index; }
+  static int owner(size_t shard, const std::string& key_id, int count);
 };
 
 struct BuildOptions {
