@@ -47,39 +47,37 @@ cache::BuildOptions build_options(const CachingOptions& options) {
   return build;
 }
 
-// Calls fn(slot, task name, task, split data, key) for every entry the composition needs.
+// Calls fn(slot, split data, key, result) for every entry the composition needs; returns the
+// results, which fn completes.
 template <typename Fn>
-void for_each_entry(const config::Composition& comp, ComposedSystem& system, const CachingOptions& options, Fn&& fn) {
+std::vector<CachedFeatures> for_each_entry(const config::Composition& comp, ComposedSystem& system,
+                                           const CachingOptions& options, Fn&& fn) {
+  std::vector<CachedFeatures> out;
   for (const auto& [task_name, task] : comp.tasks) {
     for (const auto& split : options.splits) {
       const auto data = load_task_split(comp, task, split);
       for (const auto& slot : system.teachers()) {
         if (to_string(slot.teacher->modality()) != data.modality) continue;
-        fn(slot, task_name, task, data, cache::EntryKey{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, data.split});
+        CachedFeatures r{slot.name, task_name, task.dataset, data.split, {}, 0, 0};
+        fn(slot, data, cache::EntryKey{slot.name, slot.teacher->fingerprint().str(), data.dataset_id, data.split}, r);
+        out.push_back(std::move(r));
       }
     }
   }
+  return out;
 }
 
 }  // namespace
 
 std::vector<CachedFeatures> cache_features(const config::Composition& comp, ComposedSystem& system,
                                            cache::FeatureCache& store, const CachingOptions& options) {
-  std::vector<CachedFeatures> out;
-  for_each_entry(comp, system, options, [&](const TeacherSlot& slot, const std::string& task_name, const config::TaskSpec& task,
-                                            const DatasetSplit& data, const cache::EntryKey& key) {
-    CachedFeatures r{slot.name, task_name, task.dataset, data.split, {}, 0, 0};
+  const auto build = build_options(options);
+  return for_each_entry(comp, system, options, [&](const TeacherSlot& slot, const DatasetSplit& data,
+                                                   const cache::EntryKey& key, CachedFeatures& r) {
     const auto started = std::chrono::steady_clock::now();
-    const auto build = build_options(options);
-    int64_t mine = data.size();
-    if (!options.part.whole()) {  // the rows of this part's shards, for the progress line
-      mine = 0;
-      for (int64_t i = 0; i * build.shard_rows < data.size(); ++i)
-        if (options.part.owns(size_t(i), key.id())) mine += std::min(build.shard_rows, data.size() - i * build.shard_rows);
-    }
-    ProgressLine progress("cache " + slot.name + " " + task.dataset + "/" + data.split +
+    ProgressLine progress("cache " + slot.name + " " + r.dataset + "/" + data.split +
                               (options.part.whole() ? "" : " (" + options.part.str() + ")"),
-                          mine);
+                          options.part.owned_rows(data.size(), build.shard_rows, key.id()));
     auto with_progress = build;
     if (options.progress) with_progress.progress = [&](int64_t done, int64_t, int64_t fresh) { progress.update(done, fresh); };
     r.manifest = store.build(key, data.size(), slot.teacher->width(), [&](int64_t first, int64_t count) {
@@ -94,21 +92,16 @@ std::vector<CachedFeatures> cache_features(const config::Composition& comp, Comp
     }, with_progress);
     progress.finish();
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    out.push_back(r);
   });
-  return out;
 }
 
 std::vector<CachedFeatures> merge_features(const config::Composition& comp, ComposedSystem& system,
                                            cache::FeatureCache& store, const CachingOptions& options) {
-  std::vector<CachedFeatures> out;
-  for_each_entry(comp, system, options, [&](const TeacherSlot& slot, const std::string& task_name, const config::TaskSpec& task,
-                                            const DatasetSplit& data, const cache::EntryKey& key) {
-    CachedFeatures r{slot.name, task_name, task.dataset, data.split, {}, 0, 0};
-    r.manifest = store.merge(key, data.size(), slot.teacher->width(), build_options(options));
-    out.push_back(r);
+  const auto build = build_options(options);
+  return for_each_entry(comp, system, options, [&](const TeacherSlot& slot, const DatasetSplit& data,
+                                                   const cache::EntryKey& key, CachedFeatures& r) {
+    r.manifest = store.merge(key, data.size(), slot.teacher->width(), build);
   });
-  return out;
 }
 
 namespace {
@@ -142,16 +135,18 @@ DistributedCaching cache_features_distributed(const config::Composition& comp, C
   DistributedCaching out;
   out.sharded = folder_is_shared(group, store.root());
   std::string failure;
-  if (out.sharded) {
-    options.part = {group.rank(), group.world_size()};
+  auto run = [&] {
     try {
       out.features = cache_features(comp, system, store, options);
     } catch (const std::exception& e) {
       failure = e.what();
     }
-    // Parts differ in size (an entry of one shard is all part 0's), so ranks finish far apart:
-    // arrive() waits as long as the others are alive, where a collective would time out. A rank
-    // that failed still arrives, so that nobody waits on it.
+  };
+  if (out.sharded) {
+    options.part = {group.rank(), group.world_size()};
+    run();
+    // Ranks finish their parts far apart: arrive() waits as long as the others are alive, where a
+    // collective would time out. A rank that failed still arrives, so that nobody waits on it.
     const bool built = group.arrive("features cached", failure.empty());
     if (group.rank() == 0 && built) {
       try {
@@ -171,13 +166,6 @@ DistributedCaching cache_features_distributed(const config::Composition& comp, C
   }
   spdlog::info("the cache folder {} is not shared by all workers: each machine caches for itself", store.root());
   options.part = {};
-  auto run = [&] {
-    try {
-      out.features = cache_features(comp, system, store, options);
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  };
   if (local_rank == 0) run();
   const bool first_ok = group.arrive("features cached by each machine's first worker", failure.empty());
   if (local_rank != 0 && first_ok) run();  // finds what its machine's first worker computed

@@ -213,6 +213,13 @@ int Part::owner(size_t shard, const std::string& key_id, int count) {
   return int((uint64_t(shard) + salt) % uint64_t(count));
 }
 
+int64_t Part::owned_rows(int64_t rows, int64_t shard_rows, const std::string& key_id) const {
+  int64_t n = 0;
+  for (int64_t first = 0, i = 0; first < rows; first += shard_rows, ++i)
+    if (owns(size_t(i), key_id)) n += std::min(shard_rows, rows - first);
+  return n;
+}
+
 std::string EntryKey::id() const {
   // Length-prefixed so that no two different triples hash the same text.
   Sha256 h;
@@ -282,13 +289,10 @@ Manifest FeatureCache::build(const EntryKey& key, int64_t rows, int64_t width, c
                  [&] { int64_t n = 0; for (const auto& [_, s] : done) n += s.rows; return n; }(), rows);
 
   const size_t n_shards = size_t((rows + options.shard_rows - 1) / options.shard_rows);
-  int64_t computed = 0, mine = 0, mine_done = 0;
-  for (size_t i = 0; i < n_shards; ++i) {
-    if (!part.owns(i, m.key)) continue;
-    const int64_t first = int64_t(i) * options.shard_rows;
-    mine += std::min(options.shard_rows, rows - first);
-    if (done.count(shard_name(i))) mine_done += std::min(options.shard_rows, rows - first);
-  }
+  const int64_t mine = part.owned_rows(rows, options.shard_rows, m.key);
+  int64_t computed = 0, mine_done = 0;
+  for (const auto& [_, s] : done)
+    if (part.owns(size_t(s.first_row / options.shard_rows), m.key)) mine_done += s.rows;
   for (size_t i = 0; i < n_shards; ++i) {
     if (!part.owns(i, m.key)) continue;
     const int64_t first = int64_t(i) * options.shard_rows, count = std::min(options.shard_rows, rows - first);

@@ -69,6 +69,8 @@ struct Part {
   std::string str() const;  // "part 1 of 2"
   bool owns(size_t shard, const std::string& key_id) const { return owner(shard, key_id, count) == index; }
   static int owner(size_t shard, const std::string& key_id, int count);
+  // Rows in this part's shards of an entry of `rows` rows in shards of `shard_rows`.
+  int64_t owned_rows(int64_t rows, int64_t shard_rows, const std::string& key_id) const;
 };
 
 struct BuildOptions {
