@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "nexus/config/composition.hpp"
-#include "nexus/core/system.hpp"
-#include "nexus/core/trainer.hpp"
+#include "nexus/model/system.hpp"
+#include "nexus/training/trainer.hpp"
 #include "test_support.hpp"
 
 namespace nexus::test {

@@ -7,6 +7,22 @@
 
 namespace nexus::cli {
 
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"plugins", "plugins list|info", "show the plugins found on the search path", cmd_plugins},
+      {"validate", "validate FILE", "check a composition without running it", cmd_validate},
+      {"forward", "forward FILE", "build a composition and run one forward pass", cmd_forward},
+      {"cache", "cache build|merge|ls|verify|gc", "fill, inspect, check and clean the teacher feature cache", cmd_cache},
+      {"train", "train FILE", "cache features, train towers, router and heads, then evaluate", cmd_train},
+      {"eval", "eval RUN", "score a run against its teachers' own probes (retention)", cmd_eval},
+      {"add-teacher", "add-teacher RUN", "add a teacher to a trained run, training only its tower and the router", cmd_add_teacher},
+      {"remove-teacher", "remove-teacher RUN", "drop a teacher from a trained run; report the tasks that are lost", cmd_remove_teacher},
+      {"serve", "serve RUN", "serve a run over HTTP/JSON; swap runs in without a restart", cmd_serve},
+      {"version", "version", "print the version and plugin ABI", cmd_version},
+  };
+  return table;
+}
+
 registry::Registry scanned_registry(const Globals& g) {
   registry::RegistryOptions o;
   o.plugin_paths = g.plugin_paths;
@@ -31,8 +47,12 @@ bool parse_command(const std::vector<std::string>& args, boost::program_options:
   po::options_description all;
   all.add(visible).add(hidden);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  try {
+    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
   if (help) std::cout << visible;
   return !help;
 }

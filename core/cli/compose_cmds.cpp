@@ -2,14 +2,12 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
-#include <nexus/plugin_api.hpp>
-
 #include <iostream>
-#include <set>
 
 #include "cli.hpp"
 #include "nexus/config/composition.hpp"
-#include "nexus/core/system.hpp"
+#include "nexus/model/inference.hpp"
+#include "nexus/model/system.hpp"
 
 namespace po = boost::program_options;
 
@@ -69,42 +67,24 @@ int cmd_forward(const Globals& g, const std::vector<std::string>& args) {
   const auto reg = scanned_registry(g);
   const auto comp = config::load_composition(a.file, a.overrides, plugin_catalog(reg));
   auto sys = ComposedSystem::build(comp, reg);
-  torch::NoGradGuard no_grad;
   nlohmann::json out = {{"composition", comp.name}, {"batches", nlohmann::json::array()}};
-  std::set<std::string> done;
-  for (const auto& slot : sys.teachers()) {
-    const std::string modality = to_string(slot.teacher->modality());
-    if (!done.insert(modality).second) continue;
-    // One example batch per modality, made by the first teacher that takes it.
-    // A task-conditioned router needs a task: the first one whose head reads this modality's data.
-    std::string task;
-    for (const auto& h : comp.heads)
-      if (task.empty() && comp.tasks.count(h.task) && comp.tasks.at(h.task).modality == modality) task = h.task;
-    if (task.empty() && !sys.router_contexts().empty() && comp.router.condition == "task") task = sys.router_contexts().front();
-    auto result = sys.forward(slot.teacher->example_input(a.batch), modality, task);
-    nlohmann::json heads;
-    for (const auto& [name, t] : result.heads) heads[name] = {t.size(0), t.size(1)};
-    auto mean_w = result.weights.mean(0).contiguous();
-    std::vector<double> weights(size_t(mean_w.numel()));
-    for (int64_t i = 0; i < mean_w.numel(); ++i) weights[size_t(i)] = mean_w[i].item<double>();
-    out["batches"].push_back({{"modality", modality},
-                              {"batch", a.batch},
-                              {"teachers_run", result.ran},
-                              {"shared", {result.shared.size(0), result.shared.size(1)}},
-                              {"shared_finite", result.shared.isfinite().all().item<bool>()},
-                              {"mean_routing_weights", weights},
-                              {"heads", heads}});
-  }
+  for (const auto& e : forward_examples(comp, sys, a.batch))
+    out["batches"].push_back({{"modality", e.modality},
+                              {"batch", e.batch},
+                              {"teachers_run", e.teachers_run},
+                              {"shared", e.shared_shape},
+                              {"shared_finite", e.shared_finite},
+                              {"mean_routing_weights", e.mean_routing_weights},
+                              {"heads", e.heads}});
   if (a.json) {
     std::cout << out.dump(2) << "\n";
-  } else {
-    std::cout << "composition '" << comp.name << "': " << sys.teachers().size() << " teachers -> shared space "
-              << sys.shared_dim() << " -> " << sys.heads().size() << " heads\n";
-    for (const auto& b : out["batches"]) {
-      std::cout << "  " << b["modality"].get<std::string>() << " batch of " << a.batch << ": ran " << b["teachers_run"].dump()
-                << ", mean routing weights " << b["mean_routing_weights"].dump() << ", heads " << b["heads"].dump() << "\n";
-    }
+    return kOk;
   }
+  std::cout << "composition '" << comp.name << "': " << sys.teachers().size() << " teachers -> shared space "
+            << sys.shared_dim() << " -> " << sys.heads().size() << " heads\n";
+  for (const auto& b : out["batches"])
+    std::cout << "  " << b["modality"].get<std::string>() << " batch of " << a.batch << ": ran " << b["teachers_run"].dump()
+              << ", mean routing weights " << b["mean_routing_weights"].dump() << ", heads " << b["heads"].dump() << "\n";
   return kOk;
 }
 

@@ -3,13 +3,14 @@
 #include <spdlog/spdlog.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <algorithm>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "cli.hpp"
-#include "nexus/config/diagnostic.hpp"
-#include "nexus/core/dataset.hpp"
-#include "nexus/core/device.hpp"
 #include "nexus/abi.h"
+#include "nexus/config/diagnostic.hpp"
 #include "nexus/version.hpp"
 
 namespace po = boost::program_options;
@@ -17,33 +18,23 @@ using namespace nexus::cli;
 
 namespace {
 
-const char* kCommands =
-    "Commands:\n"
-    "  plugins list|info    show the plugins found on the search path\n"
-    "  validate FILE        check a composition without running it\n"
-    "  forward FILE         build a composition and run one forward pass\n"
-    "  cache build|ls|verify|gc  fill, inspect, check and clean the teacher feature cache\n"
-    "  train FILE           cache features, train towers, router and heads, then evaluate\n"
-    "  eval RUN             score a run against its teachers' own probes (retention)\n"
-    "  add-teacher RUN      add a teacher to a trained run, training only its tower and the router\n"
-    "  remove-teacher RUN   drop a teacher from a trained run; report the tasks that are lost\n"
-    "  serve RUN            serve a run over HTTP/JSON; swap runs in without a restart\n"
-    "  version              print the version and plugin ABI\n"
-    "Run `nexus COMMAND --help` for a command's options.\n";
+std::string command_list() {
+  size_t width = 0;
+  for (const auto& c : commands()) width = std::max(width, std::string(c.synopsis).size());
+  std::ostringstream out;
+  out << "Commands:\n";
+  for (const auto& c : commands()) out << "  " << std::left << std::setw(int(width) + 2) << c.synopsis << c.summary << "\n";
+  out << "Run `nexus COMMAND --help` for a command's options.\n";
+  return out.str();
+}
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  auto logger = spdlog::stderr_color_mt("nexus");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("[%l] %v");
-
+// Parses the global options and dispatches to the command; returns its exit code.
+int run(int argc, char** argv) {
   Globals g;
-  std::string log_level = "warn";
   po::options_description global("Usage: nexus [global options] COMMAND [command options]\n\nGlobal options");
   global.add_options()("help,h", "show this help")
       ("plugin-path", po::value(&g.plugin_paths)->composing(), "plugin directory searched first (repeatable)")
-      ("log-level", po::value(&log_level)->default_value("warn"), "trace, debug, info, warn, error or off")
+      ("log-level", po::value(&g.log_level)->default_value("warn"), "trace, debug, info, warn, error or off")
       ("probe-timeout", po::value(&g.probe_timeout)->default_value(30.0), "seconds a plugin probe may take")
       ("no-probe-cache", po::bool_switch(&g.no_probe_cache), "probe every plugin again");
   po::options_description hidden;
@@ -52,54 +43,56 @@ int main(int argc, char** argv) {
   all.add(global).add(hidden);
   po::positional_options_description pos;
   pos.add("command", 1).add("args", -1);
-
+  po::variables_map vm;
+  po::parsed_options parsed(&all);
   try {
-    po::variables_map vm;
-    auto parsed = po::command_line_parser(argc, argv).options(all).positional(pos).allow_unregistered().run();
+    parsed = po::command_line_parser(argc, argv).options(all).positional(pos).allow_unregistered().run();
     po::store(parsed, vm);
     po::notify(vm);
-    spdlog::set_level(spdlog::level::from_str(log_level));
-    if (!vm.count("command")) {
-      std::cout << global << "\n" << kCommands;
-      return vm.count("help") ? kOk : kBadInput;
-    }
-    const auto command = vm["command"].as<std::string>();
-    // Everything after the command word (including its own --options) goes to the command.
-    auto rest = po::collect_unrecognized(parsed.options, po::include_positional);
-    rest.erase(rest.begin());
-    if (vm.count("help")) rest.push_back("--help");
-    if (command == "plugins") return cmd_plugins(g, rest);
-    if (command == "validate") return cmd_validate(g, rest);
-    if (command == "forward") return cmd_forward(g, rest);
-    if (command == "cache") return cmd_cache(g, rest);
-    if (command == "train") return cmd_train(g, rest);
-    if (command == "eval") return cmd_eval(g, rest);
-    if (command == "add-teacher") return cmd_add_teacher(g, rest);
-    if (command == "remove-teacher") return cmd_remove_teacher(g, rest);
-    if (command == "serve") return cmd_serve(g, rest);
-    if (command == "version") {
-      std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
-      return kOk;
-    }
-    std::cerr << "nexus: unknown command '" << command << "'\n\n" << kCommands;
-    return kBadInput;
   } catch (const po::error& e) {
-    std::cerr << "nexus: " << e.what() << "\n";
-    return kBadInput;
-  } catch (const UsageError& e) {
-    std::cerr << "nexus: " << e.what() << "\n";
-    return kBadInput;
-  } catch (const nexus::config::ConfigError& e) {
-    for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
-    return kBadInput;
-  } catch (const nexus::DeviceError& e) {
-    std::cerr << "nexus: " << e.what() << "\n";
-    return kBadInput;
-  } catch (const nexus::DatasetError& e) {
-    std::cerr << "nexus: " << e.what() << "\n";
+    throw UsageError(e.what());
+  }
+  spdlog::set_level(spdlog::level::from_str(g.log_level));
+  if (!vm.count("command")) {
+    std::cout << global << "\n" << command_list();
+    return vm.count("help") ? kOk : kBadInput;
+  }
+  const auto name = vm["command"].as<std::string>();
+  // Everything after the command word (including its own --options) goes to the command.
+  auto rest = po::collect_unrecognized(parsed.options, po::include_positional);
+  rest.erase(rest.begin());
+  if (vm.count("help")) rest.push_back("--help");
+  for (const auto& c : commands())
+    if (name == c.name) return c.run(g, rest);
+  std::cerr << "nexus: unknown command '" << name << "'\n\n" << command_list();
+  return kBadInput;
+}
+
+}  // namespace
+
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("nexus");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%l] %v");
+  try {
+    return run(argc, argv);
+  } catch (const nexus::InputError& e) {
+    // A composition's diagnostics are complete lines ("file:line:col: error: ..."); the rest is one sentence.
+    if (dynamic_cast<const nexus::config::ConfigError*>(&e)) std::cerr << e.what() << "\n";
+    else std::cerr << "nexus: " << e.what() << "\n";
     return kBadInput;
   } catch (const std::exception& e) {
     std::cerr << "nexus: error: " << e.what() << "\n";
     return kRuntimeFailure;
   }
 }
+
+namespace nexus::cli {
+
+int cmd_version(const Globals&, const std::vector<std::string>&) {
+  std::cout << "nexus " << NEXUS_VERSION << " (plugin ABI " << NEXUS_ABI_MAJOR << "." << NEXUS_ABI_MINOR << ")\n";
+  return kOk;
+}
+
+}  // namespace nexus::cli

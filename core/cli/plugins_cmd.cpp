@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <nexus/options.hpp>
+#include <nexus/text.hpp>
 
 #include <iomanip>
 #include <iostream>
@@ -58,11 +59,7 @@ int info(const registry::Registry& reg, const std::string& name, bool json) {
               << registry::to_string(c.status) << (c.reason.empty() ? "" : " (" + c.reason + ")") << "\n";
     std::cout << "  options:" << (c.options_schema.empty() ? " none" : "") << "\n";
     for (const auto& s : parse_option_schema(c.options_schema)) {
-      std::string type = s.type;
-      if (s.type == "choice") {
-        type.clear();
-        for (const auto& ch : s.choices) type += (type.empty() ? "" : "|") + ch;
-      }
+      const std::string type = s.type == "choice" ? join(s.choices, "|") : s.type;
       std::cout << "    " << std::left << std::setw(16) << s.name << std::setw(20) << type
                 << (s.required ? "required" : s.has_default ? "default " + s.default_value : "optional") << "\n";
     }

@@ -25,7 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
-#include "arrays.hpp"
+#include <nexus/support/arrays.hpp>
 
 namespace {
 namespace fs = std::filesystem;
@@ -205,12 +205,13 @@ class FeatureFile : public nexus::Teacher {
   void load_shard(const fs::path& dir, const nlohmann::json& shard, torch::Dtype feature_dtype, bool mmap, bool verify) {
     const auto file = shard.at("file").get<std::string>();
     const auto rows = shard.at("rows").get<int64_t>();
+    const auto storage = mmap ? nexus::support::Storage::View : nexus::support::Storage::Copy;
     const auto open = [&](const std::string& name, const std::string& sha256) {
       if (fs::path(name).is_absolute() || name.find("..") != std::string::npos)
         throw std::runtime_error("feature_file: shard file '" + name + "' must be a plain name inside '" + path_ + "'");
       const auto full = (dir / name).string();
       if (!fs::exists(full)) throw std::runtime_error("feature_file: shard '" + full + "' is missing");
-      auto mapped = std::make_shared<nexus_ff::MappedFile>(full);
+      auto mapped = nexus::support::MappedFile::open(full);
       if (verify) {
         nexus::Sha256 h;
         if (mapped->size()) h.update(mapped->data(), mapped->size());
@@ -223,14 +224,14 @@ class FeatureFile : public nexus::Teacher {
     };
     torch::Tensor keys, features;
     if (file.size() > 12 && file.compare(file.size() - 12, 12, ".safetensors") == 0) {
-      auto tensors = nexus_ff::read_safetensors(open(file, shard.at("sha256").get<std::string>()), !mmap);
+      auto tensors = nexus::support::read_safetensors(open(file, shard.at("sha256").get<std::string>()), storage);
       if (!tensors.count("keys") || !tensors.count("features"))
         throw std::runtime_error("feature_file: shard '" + (dir / file).string() + "' must hold tensors 'keys' and 'features'");
       keys = tensors.at("keys");
       features = tensors.at("features");
     } else if (file.size() > 4 && file.compare(file.size() - 4, 4, ".npy") == 0) {
-      features = nexus_ff::read_npy(open(file, shard.at("sha256").get<std::string>()), !mmap);
-      keys = nexus_ff::read_npy(open(shard.at("keys_file").get<std::string>(), shard.at("keys_sha256").get<std::string>()), !mmap);
+      features = nexus::support::read_npy(open(file, shard.at("sha256").get<std::string>()), storage);
+      keys = nexus::support::read_npy(open(shard.at("keys_file").get<std::string>(), shard.at("keys_sha256").get<std::string>()), storage);
     } else {
       throw std::runtime_error("feature_file: shard '" + file + "' is neither .safetensors nor .npy");
     }

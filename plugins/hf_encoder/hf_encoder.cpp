@@ -10,6 +10,7 @@
 #include <c10/core/InferenceMode.h>
 #include <nexus/plugin_api.hpp>
 #include <nexus/sha256.hpp>
+#include <nexus/text.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -18,16 +19,17 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include <nexus/support/arrays.hpp>
+#include <nexus/support/wordpiece.hpp>
+
 #include "bert.hpp"
-#include "safetensors.hpp"
-#include "wordpiece.hpp"
 
 namespace {
 namespace fs = std::filesystem;
 using nexus_hf::BertConfig;
 using nexus_hf::BertModel;
-using nexus_hf::TokenizerConfig;
-using nexus_hf::WordPieceTokenizer;
+using nexus::support::TokenizerConfig;
+using nexus::support::WordPieceTokenizer;
 
 constexpr const char* kVersion = "1.0.0";
 constexpr const char* kTinyPath = "@tiny";
@@ -105,15 +107,15 @@ class HfEncoder : public nexus::Teacher {
       const fs::path dir(path);
       if (!fs::is_directory(dir))
         throw std::runtime_error("hf_encoder: model folder '" + path + "' does not exist (run scripts/fetch_models.sh?)");
-      std::string missing;
+      std::vector<std::string> missing;
       for (const char* f : {"config.json", "model.safetensors", "vocab.txt"})
-        if (!fs::exists(dir / f)) missing += std::string(missing.empty() ? "" : ", ") + f;
+        if (!fs::exists(dir / f)) missing.push_back(f);
       if (!missing.empty())
         throw std::runtime_error("hf_encoder: '" + path + "' is not a Hugging Face BERT model folder (missing " +
-                                 missing + ")");
+                                 nexus::join(missing) + ")");
       model_ = BertModel(BertConfig::from_json_file((dir / "config.json").string()));
       const auto weights = (dir / "model.safetensors").string();
-      model_->load_hf_state(nexus_hf::load_safetensors(weights), weights);
+      model_->load_hf_state(nexus::support::load_safetensors(weights), weights);
       weights_hash_ = nexus::sha256_file(weights);
       tokenizer_ = std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::from_folder(path));
       vocab_hash = nexus::sha256_file((dir / "vocab.txt").string());

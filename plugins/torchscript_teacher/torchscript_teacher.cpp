@@ -1,6 +1,7 @@
 // A teacher backed by any TorchScript module: a `.pt` file (`path`) or inline TorchScript source
 // (`source`, the body of a module with a `forward(self, x)` method). Takes tensor inputs.
 #include <nexus/plugin_api.hpp>
+#include <nexus/text.hpp>
 #include <nexus/sha256.hpp>
 
 #include <torch/script.h>
@@ -38,9 +39,7 @@ class TorchScriptTeacher : public nexus::Teacher {
       weights_hash_ = nexus::sha256_hex(o.get_string("source"));
     }
     module_.eval();
-    std::string shape;
-    for (auto d : input_shape_) shape += (shape.empty() ? "" : "x") + std::to_string(d);
-    preprocessing_ = "modality=" + std::string(nexus::to_string(modality_)) + ";input_shape=" + shape;
+    preprocessing_ = "modality=" + std::string(nexus::to_string(modality_)) + ";input_shape=" + nexus::join(input_shape_, "x");
     width_ = o.has("width") ? o.get_int("width") : encode(example_input(1)).size(1);
   }
 

@@ -1,14 +1,14 @@
 #include "nexus/registry/probe_cache.hpp"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
+#include "nexus/base/files.hpp"
 #include "nexus/registry/handshake.hpp"
+#include "nexus/registry/probe.hpp"
 #include "nexus/version.hpp"
 #include "record_json.hpp"
 
@@ -27,14 +27,15 @@ std::string default_cache_dir() {
 }
 
 ProbeCache::ProbeCache(std::string file) : file_(std::move(file)), impl_(std::make_shared<Impl>()) {
-  // A different host (ABI, libtorch, nexus version) may judge a library differently.
   const auto host = HostAbi::current();
+  // A different host (ABI, libtorch, nexus version) may judge a library differently, and a result
+  // reported in another protocol may have been read differently.
   host_key_ = std::string(NEXUS_VERSION) + "|" + std::to_string(host.abi_major) + "." + std::to_string(host.abi_minor) +
-              "|" + host.torch_version + "|" + std::to_string(host.cxx11_abi) + "|" + std::to_string(host.cuda);
+              "|" + host.torch_version + "|" + std::to_string(host.cxx11_abi) + "|" + std::to_string(host.cuda) +
+              "|probe-protocol-" + std::to_string(kProbeProtocol);
   if (file_.empty() || !fs::exists(file_)) return;
   try {
-    std::ifstream in(file_);
-    const auto j = nlohmann::json::parse(in);
+    const auto j = nlohmann::json::parse(read_file(file_));
     if (j.value("host", "") != host_key_) return;
     for (const auto& e : j.at("libraries")) {
       auto rec = library_from_json(e);
@@ -64,17 +65,11 @@ void ProbeCache::save() const {
   const nlohmann::json j = {{"host", host_key_}, {"libraries", libs}};
   std::error_code ec;
   fs::create_directories(fs::path(file_).parent_path(), ec);
-  const auto tmp = file_ + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    out << j.dump(1);
-    if (!out) {
-      spdlog::warn("cannot write plugin probe cache {}", tmp);
-      return;
-    }
+  try {
+    write_file_atomically(file_, j.dump(1));
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot update plugin probe cache: {}", e.what());  // probing again next time is all it costs
   }
-  fs::rename(tmp, file_, ec);
-  if (ec) spdlog::warn("cannot update plugin probe cache {}: {}", file_, ec.message());
 }
 
 }  // namespace nexus::registry

@@ -4,9 +4,11 @@
 
 #include <nexus/plugin_api.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <memory>
-#include <ostream>
 
 #include "nexus/registry/handshake.hpp"
 #include "nexus/registry/probe.hpp"
@@ -15,10 +17,27 @@
 namespace nexus::registry {
 namespace {
 
-void emit(std::ostream& out, const nlohmann::json& j) { out << "@nexus " << j.dump() << std::endl; }
-void stage(std::ostream& out, const std::string& what) { emit(out, {{"event", "stage"}, {"stage", what}}); }
-int fail(std::ostream& out, Status status, const std::string& reason) {
-  emit(out, {{"event", "error"}, {"status", to_string(status)}, {"reason", reason}});
+// Writes each event at once, unbuffered: the next step may crash the process.
+class Report {
+ public:
+  explicit Report(int fd) : fd_(fd) {}
+  void emit(const nlohmann::json& j) const {
+    const std::string line = "@nexus " + j.dump() + "\n";
+    for (size_t done = 0; done < line.size();) {
+      const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // the parent is gone: nobody is listening
+      done += size_t(n);
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+void stage(const Report& out, const std::string& what) { out.emit({{"event", "stage"}, {"stage", what}}); }
+int fail(const Report& out, Status status, const std::string& reason) {
+  out.emit({{"event", "error"}, {"status", to_string(status)}, {"reason", reason}});
   return 0;
 }
 
@@ -42,7 +61,9 @@ void self_test(const std::string& kind, void* object) {
 
 }  // namespace
 
-int probe_in_this_process(const std::string& path, std::ostream& out) {
+int probe_in_this_process(const std::string& path, int report_fd) {
+  const Report out(report_fd);
+  out.emit({{"event", "hello"}, {"protocol", kProbeProtocol}});
   stage(out, "checking the file");
   if (auto why = check_elf_file(path); !why.empty()) return fail(out, Status::Broken, why);
 
@@ -83,7 +104,7 @@ int probe_in_this_process(const std::string& path, std::ostream& out) {
       rec.components.push_back(cr);
     }
   }
-  emit(out, {{"event", "library"}, {"record", to_json(rec)}});
+  out.emit({{"event", "library"}, {"record", to_json(rec)}});
   if (!why.empty()) return fail(out, Status::Incompatible, why);
 
   auto create = lib.get<int(const char*, const char*, const void*, void**, char*, size_t)>(NEXUS_CREATE_SYMBOL);
@@ -97,7 +118,7 @@ int probe_in_this_process(const std::string& path, std::ostream& out) {
     } catch (const std::exception& e) {
       result["status"] = "broken";
       result["reason"] = std::string("bad self-test options: ") + e.what();
-      emit(out, result);
+      out.emit(result);
       continue;
     }
     stage(out, "creating " + what);
@@ -106,7 +127,7 @@ int probe_in_this_process(const std::string& path, std::ostream& out) {
     if (create(c.kind.c_str(), c.name.c_str(), &options, &object, error, sizeof error) != 0 || !object) {
       result["status"] = "broken";
       result["reason"] = std::string("factory failed: ") + (error[0] ? error : "no object and no message");
-      emit(out, result);
+      out.emit(result);
       continue;
     }
     stage(out, "running the self-test of " + what);
@@ -120,9 +141,9 @@ int probe_in_this_process(const std::string& path, std::ostream& out) {
       result["reason"] = std::string("self-test failed: ") + e.what();
     }
     destroy(c.kind.c_str(), object);
-    emit(out, result);
+    out.emit(result);
   }
-  emit(out, {{"event", "done"}});
+  out.emit({{"event", "done"}});
   return 0;
 }
 

@@ -1,13 +1,17 @@
-// nexus-plugin-probe LIBRARY: probes one plugin library in this throw-away process and reports
-// on stdout (see probe_parent.cpp for the reader). Not meant to be run by hand.
+// nexus-plugin-probe LIBRARY REPORT_FD: probes one plugin library in this throw-away process and
+// reports on descriptor REPORT_FD (the protocol: nexus/registry/probe.hpp). Not meant to be run by
+// hand.
+#include <cstdlib>
 #include <iostream>
 
 #include "nexus/registry/probe.hpp"
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: nexus-plugin-probe LIBRARY\n";
+  char* end = nullptr;
+  const long fd = argc == 3 ? std::strtol(argv[2], &end, 10) : -1;
+  if (argc != 3 || *end != '\0' || fd < 3) {
+    std::cerr << "usage: nexus-plugin-probe LIBRARY REPORT_FD\n";
     return 2;
   }
-  return nexus::registry::probe_in_this_process(argv[1], std::cout);
+  return nexus::registry::probe_in_this_process(argv[1], int(fd));
 }

@@ -43,6 +43,7 @@ std::string format_seconds(double s) {
 // The parts of a probe report the parent has seen so far.
 struct Report {
   std::string stage = "starting the probe";
+  int protocol = 0;  // from the child's hello; 0 until it came
   bool have_library = false, done = false, have_error = false;
   LibraryRecord library;
   Status error_status = Status::Broken;
@@ -50,7 +51,7 @@ struct Report {
 
   void consume(const std::string& line) {
     static const std::string tag = "@nexus ";
-    if (line.compare(0, tag.size(), tag) != 0) return;  // plugin chatter on stdout
+    if (line.compare(0, tag.size(), tag) != 0) return;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line.substr(tag.size()));
@@ -58,6 +59,11 @@ struct Report {
       return;
     }
     const auto event = j.value("event", "");
+    if (event == "hello") {
+      protocol = j.value("protocol", -1);
+      return;
+    }
+    if (protocol != kProbeProtocol) return;  // a child that did not say hello, or speaks another protocol
     if (event == "stage") {
       stage = j.value("stage", stage);
     } else if (event == "library") {
@@ -86,6 +92,99 @@ std::string signal_name(int sig) {
 
 }  // namespace
 
+namespace {
+
+// Starts the probe executable on `path` with the write end of a pipe as its report descriptor.
+// Returns the child's pid and the read end, or a reason why it could not start.
+struct Child {
+  pid_t pid = -1;
+  int report = -1;
+  std::string problem;
+};
+
+Child spawn_probe(const std::string& exe, const std::string& path) {
+  Child child;
+  // Close-on-exec, so that probes started side by side do not inherit each other's pipes (a pipe
+  // reaches end-of-file only when every writer is gone); the child gets its end as kProbeReportFd.
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return {-1, -1, std::string("cannot probe: pipe: ") + std::strerror(errno)};
+  if (out_pipe[1] == kProbeReportFd) {  // dup2 onto itself would keep close-on-exec
+    const int moved = ::fcntl(out_pipe[1], F_DUPFD_CLOEXEC, kProbeReportFd + 1);
+    ::close(out_pipe[1]);
+    out_pipe[1] = moved;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], kProbeReportFd);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);  // plugin chatter
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // own group: a timeout kills grandchildren too
+  posix_spawnattr_setpgroup(&attr, 0);
+  const std::string fd = std::to_string(kProbeReportFd);
+  std::vector<char*> argv{const_cast<char*>(exe.c_str()), const_cast<char*>(path.c_str()), const_cast<char*>(fd.c_str()), nullptr};
+  const int spawn_error = ::posix_spawn(&child.pid, exe.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(out_pipe[1]);
+  child.report = out_pipe[0];
+  if (spawn_error != 0) {
+    ::close(out_pipe[0]);
+    return {-1, -1, "cannot probe: starting '" + exe + "' failed: " + std::strerror(spawn_error)};
+  }
+  return child;
+}
+
+// Reads the child's report until it closes its end or the deadline passes (then kills its
+// process group); reaps it. Returns false on a timeout.
+bool collect(Child& child, std::chrono::steady_clock::time_point deadline, Report& report, int& wstatus) {
+  std::string pending;
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{child.report, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, int(std::min<int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(child.report, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the child closed its report: it exited (or is about to)
+    pending.append(buf, size_t(n));
+    for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+      report.consume(pending.substr(0, nl));
+      pending.erase(0, nl + 1);
+    }
+  }
+  ::close(child.report);
+  if (timed_out) ::kill(-child.pid, SIGKILL);
+  while (::waitpid(child.pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!timed_out && !pending.empty()) report.consume(pending);
+  return !timed_out;
+}
+
+// Why the child's report cannot be trusted as complete; "" when it can.
+std::string death_of(const Report& report, bool finished, int wstatus, const std::string& exe, double timeout_seconds) {
+  if (report.protocol != kProbeProtocol && report.protocol != 0)
+    return "the probe executable " + exe + " speaks probe protocol " + std::to_string(report.protocol) + ", this nexus " +
+           std::to_string(kProbeProtocol) + " (a probe from another installation: set NEXUS_PROBE_EXE or reinstall)";
+  if (!finished) return "probe timed out after " + format_seconds(timeout_seconds) + " s while " + report.stage;
+  if (WIFSIGNALED(wstatus))
+    return "probe crashed with signal " + std::to_string(WTERMSIG(wstatus)) + " (" + signal_name(WTERMSIG(wstatus)) +
+           ") while " + report.stage;
+  if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0 && !report.done && !report.have_error)
+    return "probe exited with status " + std::to_string(WEXITSTATUS(wstatus)) + " while " + report.stage;
+  if (!report.done && !report.have_error) return "probe ended without a report while " + report.stage;
+  return "";
+}
+
+}  // namespace
+
 LibraryRecord probe_in_child(const std::string& path, double timeout_seconds) {
   const auto started = std::chrono::steady_clock::now();
   LibraryRecord rec;
@@ -100,86 +199,27 @@ LibraryRecord probe_in_child(const std::string& path, double timeout_seconds) {
     rec.reason = reason;
     return rec;
   };
-
   const std::string exe = probe_executable();
   if (::access(exe.c_str(), X_OK) != 0)
     return broken(Status::Broken, "cannot probe: the probe executable '" + exe +
                                       "' is missing (set NEXUS_PROBE_EXE or reinstall nexus)");
-  int out_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return broken(Status::Broken, std::string("cannot probe: pipe: ") + std::strerror(errno));
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);  // own group: a timeout kills grandchildren too
-  posix_spawnattr_setpgroup(&attr, 0);
-  std::vector<char*> argv{const_cast<char*>(exe.c_str()), const_cast<char*>(path.c_str()), nullptr};
-  pid_t pid = -1;
-  const int spawn_error = ::posix_spawn(&pid, exe.c_str(), &actions, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  ::close(out_pipe[1]);
-  if (spawn_error != 0) {
-    ::close(out_pipe[0]);
-    return broken(Status::Broken, "cannot probe: starting '" + exe + "' failed: " + std::strerror(spawn_error));
-  }
-
+  auto child = spawn_probe(exe, path);
+  if (!child.problem.empty()) return broken(Status::Broken, child.problem);
   Report report;
-  std::string pending;
-  bool timed_out = false;
-  const auto deadline = started + std::chrono::duration<double>(timeout_seconds);
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd pfd{out_pipe[0], POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, int(std::min<int64_t>(left.count(), 1000)));
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) continue;
-    char buf[4096];
-    const ssize_t n = ::read(out_pipe[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // child closed stdout: it exited (or is about to)
-    pending.append(buf, size_t(n));
-    for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
-      report.consume(pending.substr(0, nl));
-      pending.erase(0, nl + 1);
-    }
-  }
-  ::close(out_pipe[0]);
-  if (timed_out) ::kill(-pid, SIGKILL);
   int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
-  if (!timed_out && !pending.empty()) report.consume(pending);
+  const auto deadline = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double>(timeout_seconds));
+  const bool finished = collect(child, deadline, report, wstatus);
 
   if (report.have_library) {
-    const auto path_copy = rec.path;
-    const auto size = rec.size;
-    const auto mtime = rec.mtime_ns;
-    rec = report.library;
-    rec.path = path_copy;
-    rec.size = size;
-    rec.mtime_ns = mtime;
+    auto library = report.library;
+    library.path = rec.path;
+    library.size = rec.size;
+    library.mtime_ns = rec.mtime_ns;
+    rec = library;
   }
   rec.probe_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-
-  std::string death;
-  if (timed_out)
-    death = "probe timed out after " + format_seconds(timeout_seconds) + " s while " + report.stage;
-  else if (WIFSIGNALED(wstatus))
-    death = "probe crashed with signal " + std::to_string(WTERMSIG(wstatus)) + " (" + signal_name(WTERMSIG(wstatus)) +
-            ") while " + report.stage;
-  else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0 && !report.done && !report.have_error)
-    death = "probe exited with status " + std::to_string(WEXITSTATUS(wstatus)) + " while " + report.stage;
-  else if (!report.done && !report.have_error)
-    death = "probe ended without a report while " + report.stage;
-
-  if (!death.empty()) {
+  if (const auto death = death_of(report, finished, wstatus, exe, timeout_seconds); !death.empty()) {
     // The library may not be loaded in-process at all, so every component goes down with it.
     rec.status = Status::Broken;
     rec.reason = death;

@@ -1,7 +1,32 @@
+// The plugin registry: how NEXUS finds, vets and loads plugin libraries (after GStreamer's
+// registry and Triton's backend loader; shared/PLUGIN-DESIGN.md has the reasoning).
+//
+// Search order: --plugin-path directories, then $NEXUS_PLUGIN_PATH, then <exe>/../lib/nexus/plugins
+// (the install prefix; the build tree has the same layout), then the user's data folder. Every
+// `.so` in them is a candidate; for a component name, the first usable one in this order wins,
+// and later ones with the same kind, name and version are listed as duplicates.
+//
+// Probing: a library is first loaded in a throw-away child process (nexus-plugin-probe): ELF
+// checks, the version handshake (nexus/abi.h) before any plugin code that could hurt runs, then
+// each component is created and self-tested. The child reports on a private descriptor in a
+// versioned protocol (probe.hpp), so a plugin that crashes, hangs or prints takes down, stalls or
+// corrupts only the child. Libraries are probed a few at a time.
+//
+// Cache states: a probe result is kept in <cache>/plugin-probes.json keyed on the library's
+// (path, size, mtime) and the host (nexus version, plugin ABI, libtorch, C++ ABI, CUDA flavour,
+// probe protocol). A hit is trusted without running the library; a miss, or any change of the
+// file or the host, probes again. Statuses: ok, broken (with the probe's reason), incompatible
+// (the handshake's), duplicate (shadowed by an earlier library).
+//
+// Lifetimes: only libraries whose probe passed are ever loaded into this process, and once loaded
+// they stay resident until exit: code is never unmapped while a module, tensor grad_fn, exception
+// or std::function made by it may be alive. Every object a factory returns also owns its library
+// through its deleter, so that holds even without residency.
 #include "nexus/registry/registry.hpp"
 
 #include <boost/dll/shared_library.hpp>
 #include <nexus/plugin_api.hpp>
+#include <nexus/text.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -52,12 +77,6 @@ std::shared_ptr<boost::dll::shared_library> load_resident(const LibraryRecord& l
     }
   }
   return slot;
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s.empty() ? "none" : s;
 }
 
 }  // namespace
@@ -215,7 +234,7 @@ std::shared_ptr<void> Registry::create(const std::string& kind, const std::strin
                         ":" + why);
     std::string dirs;
     for (const auto& d : search_path_) dirs += "\n  " + d;
-    throw PluginError("no " + kind + " plugin named '" + name + "' (available: " + join(available(kind)) +
+    throw PluginError("no " + kind + " plugin named '" + name + "' (available: " + (available(kind).empty() ? "none" : join(available(kind))) +
                       "); searched:" + dirs);
   }
   const LibraryRecord* lib = nullptr;

@@ -50,12 +50,6 @@ std::string Range::describe() const {
   return "";
 }
 
-std::string join(const std::vector<std::string>& items, const std::string& sep) {
-  std::string s;
-  for (const auto& item : items) s += (s.empty() ? "" : sep) + item;
-  return s;
-}
-
 std::string describe_value(const Node& n) {
   switch (n.kind) {
     case Node::Kind::Map: return "a mapping";

@@ -10,6 +10,7 @@
 
 #include "nexus/config/diagnostic.hpp"
 #include "nexus/config/node.hpp"
+#include "nexus/text.hpp"
 
 namespace nexus::config::detail {
 
@@ -28,7 +29,6 @@ inline Range non_negative() { return {0, false}; }
 inline Range unit_open_closed() { return {0, true, 1, false}; }
 inline Range unit_closed() { return {0, false, 1, false}; }
 
-std::string join(const std::vector<std::string>& items, const std::string& sep = ", ");
 // "'abc'", "the quoted string '256'", "a mapping", "a sequence", "an empty value".
 std::string describe_value(const Node& n);
 

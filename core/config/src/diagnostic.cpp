@@ -21,6 +21,6 @@ std::string join_diagnostics(const std::vector<Diagnostic>& diagnostics) {
 }  // namespace
 
 ConfigError::ConfigError(std::vector<Diagnostic> diagnostics)
-    : std::runtime_error(join_diagnostics(diagnostics)), diagnostics_(std::move(diagnostics)) {}
+    : InputError(join_diagnostics(diagnostics)), diagnostics_(std::move(diagnostics)) {}
 
 }  // namespace nexus::config

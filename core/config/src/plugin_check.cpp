@@ -11,13 +11,6 @@ namespace nexus::config::detail {
 
 namespace {
 
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t");
-  return s.substr(b, e - b + 1);
-}
-
 // Numeric, component-wise: 1.10.0 is newer than 1.9.0.
 bool version_less(const std::string& a, const std::string& b) {
   auto next_part = [](const std::string& s, size_t& pos) {
@@ -35,7 +28,7 @@ bool version_less(const std::string& a, const std::string& b) {
   return false;
 }
 
-std::string expects(const OptionDecl& d) {
+std::string expects(const OptionSpec& d) {
   if (d.type == "int") return "an int";
   if (d.type == "float") return "a number";
   if (d.type == "bool") return "a bool (true or false)";
@@ -46,7 +39,7 @@ std::string expects(const OptionDecl& d) {
 }
 
 // Checks one option value against its declaration; on success `text` is what the plugin gets.
-bool check_option_value(Checker& check, const Node& value, const OptionDecl& decl,
+bool check_option_value(Checker& check, const Node& value, const OptionSpec& decl,
                         const std::string& what, std::string& text) {
   auto mismatch = [&](const std::string& hint = "") {
     check.error(value.loc, what + " expects " + expects(decl) + ", got " + describe_value(value),
@@ -149,20 +142,6 @@ const PluginDescriptor* resolve(Checker& check, const PluginCatalog& catalog,
 
 }  // namespace
 
-bool parse_options_schema(const std::string& schema, std::vector<OptionDecl>& out,
-                          std::string& problem) {
-  // One grammar for host and plugins: the plugin API's own parser (torch-free, header-only).
-  out.clear();
-  try {
-    for (const auto& spec : nexus::parse_option_schema(schema))
-      out.push_back({spec.name, spec.type, spec.choices, spec.required, spec.default_value});
-  } catch (const nexus::OptionError& e) {
-    problem = e.what();
-    return false;
-  }
-  return true;
-}
-
 bool check_plugin(Checker& check, const Node& block, const PluginCatalog& catalog,
                   const PluginRole& role, PluginSpec& out) {
   const Node* plugin = check.require(block, "plugin", role.owner,
@@ -208,11 +187,13 @@ bool check_plugin(Checker& check, const Node& block, const PluginCatalog& catalo
   const PluginDescriptor* desc = resolve(check, catalog, role, out, version);
   if (!desc) return false;
 
-  std::vector<OptionDecl> decls;
-  std::string problem;
-  if (!parse_options_schema(desc->options_schema, decls, problem)) {
+  // One grammar for host and plugins: the plugin API's own parser (torch-free, header-only).
+  std::vector<OptionSpec> decls;
+  try {
+    decls = parse_option_schema(desc->options_schema);
+  } catch (const OptionError& e) {
     check.error(plugin->loc, role.kind + " plugin '" + out.plugin + "' " + desc->version +
-                                 " declares a malformed options schema: " + problem,
+                                 " declares a malformed options schema: " + e.what(),
                 "this is a bug in the plugin; report it to its author");
     return false;
   }

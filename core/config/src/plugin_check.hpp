@@ -4,23 +4,12 @@
 #include <string>
 #include <vector>
 
+#include <nexus/options.hpp>
+
 #include "checker.hpp"
 #include "nexus/config/composition.hpp"
 
 namespace nexus::config::detail {
-
-// One entry of a PluginDescriptor::options_schema.
-struct OptionDecl {
-  std::string name;
-  std::string type;                  // int, float, bool, string, path, list, choice
-  std::vector<std::string> choices;  // for choice(...)
-  bool required = false;
-  std::string default_value;         // "" when none
-};
-
-// Parses the `name:type[!][=default]` grammar; returns false and sets `problem` if malformed.
-bool parse_options_schema(const std::string& schema, std::vector<OptionDecl>& out,
-                          std::string& problem);
 
 struct PluginRole {
   std::string kind;                      // "teacher", "tower", "router", "loss"

@@ -1,10 +1,12 @@
 #include "yaml_reader.hpp"
 
+#include <cstdio>
 #include <map>
 
 #include <yaml-cpp/yaml.h>
 
 #include "nexus/config/diagnostic.hpp"
+#include "nexus/text.hpp"
 
 namespace nexus::config::detail {
 
@@ -160,9 +162,38 @@ Diagnostic syntax_diagnostic(const YAML::Exception& e, const std::string& file) 
   return d;
 }
 
+// yaml-cpp reads invalid UTF-8 as garbage instead of failing (a stray Latin-1 byte in a comment
+// can make it lose the whole document, reported as "missing key 'nexus'"): check first, and point
+// at the first bad byte. Texts with a UTF-16 or UTF-32 byte order mark are left to yaml-cpp.
+void check_utf8(const std::string& text, const std::string& file) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  if ((n >= 2 && ((p[0] == 0xFE && p[1] == 0xFF) || (p[0] == 0xFF && p[1] == 0xFE))) ||
+      (n >= 4 && p[0] == 0 && p[1] == 0 && p[2] == 0xFE && p[3] == 0xFF))
+    return;
+  int line = 1, column = 1;
+  for (size_t i = 0; i < n;) {
+    const auto ch = decode_utf8(text, i);
+    if (ch.length == 0) {
+      char byte[8];
+      std::snprintf(byte, sizeof byte, "0x%02X", p[i]);
+      throw ConfigError({{Location{file, line, column}, std::string("invalid UTF-8: byte ") + byte + " is not part of a UTF-8 character",
+                          "save the file as UTF-8 (compositions are UTF-8 text)"}});
+    }
+    if (ch.code_point == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+    i += ch.length;
+  }
+}
+
 }  // namespace
 
 Node parse_yaml(const std::string& text, const std::string& file) {
+  check_utf8(text, file);
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "nexus/text.hpp"
+
 namespace nexus {
 
 class OptionError : public std::invalid_argument {
@@ -31,12 +33,6 @@ struct OptionSpec {
 };
 
 namespace detail {
-inline std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\n");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\n");
-  return s.substr(b, e - b + 1);
-}
 inline std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string cur;
@@ -64,16 +60,16 @@ inline std::vector<OptionSpec> parse_option_schema(const std::string& schema) {
     OptionSpec spec;
     auto colon = entry.find(':');
     if (colon == std::string::npos) throw OptionError("option schema entry '" + entry + "' has no ':type'");
-    spec.name = detail::trim(entry.substr(0, colon));
+    spec.name = trim(entry.substr(0, colon));
     std::string rest = entry.substr(colon + 1);
     auto eq = rest.find('=');
     if (eq != std::string::npos && rest.find('(') != std::string::npos && rest.find(')') > eq) eq = std::string::npos;
     if (eq != std::string::npos) {
       spec.has_default = true;
-      spec.default_value = detail::trim(rest.substr(eq + 1));
+      spec.default_value = trim(rest.substr(eq + 1));
       rest = rest.substr(0, eq);
     }
-    rest = detail::trim(rest);
+    rest = trim(rest);
     if (!rest.empty() && rest.back() == '!') {
       spec.required = true;
       rest.pop_back();
@@ -118,9 +114,7 @@ inline std::string check_option_value(const OptionSpec& spec, const std::string&
   } else if (spec.type == "choice") {
     for (const auto& c : spec.choices)
       if (c == value) return "";
-    std::string all;
-    for (const auto& c : spec.choices) all += (all.empty() ? "" : "|") + c;
-    return "one of " + all;
+    return "one of " + join(spec.choices, "|");
   }
   return "";
 }
@@ -136,7 +130,7 @@ class Options {
       if (kv.empty()) continue;
       auto eq = kv.find('=');
       if (eq == std::string::npos) throw OptionError("option '" + kv + "' is not key=value");
-      o.set(detail::trim(kv.substr(0, eq)), detail::trim(kv.substr(eq + 1)));
+      o.set(trim(kv.substr(0, eq)), trim(kv.substr(eq + 1)));
     }
     return o;
   }
@@ -197,9 +191,9 @@ class Options {
   }
 
   std::string str() const {
-    std::string s;
-    for (const auto& [k, v] : values_) s += (s.empty() ? "" : ";") + k + "=" + v;
-    return s;
+    std::vector<std::string> pairs;
+    for (const auto& [k, v] : values_) pairs.push_back(k + "=" + v);
+    return join(pairs, ";");
   }
 
   // Returns these options checked against `schema` with defaults filled in. Throws OptionError
@@ -212,9 +206,9 @@ class Options {
       for (const auto& s : specs)
         if (s.name == key) spec = &s;
       if (!spec) {
-        std::string names;
-        for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
-        throw OptionError("unknown option '" + key + "' (accepted: " + (names.empty() ? "none" : names) + ")");
+        std::vector<std::string> names;
+        for (const auto& s : specs) names.push_back(s.name);
+        throw OptionError("unknown option '" + key + "' (accepted: " + (names.empty() ? "none" : join(names)) + ")");
       }
       auto expected = check_option_value(*spec, value);
       if (!expected.empty())

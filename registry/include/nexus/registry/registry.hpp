@@ -4,10 +4,10 @@
 #pragma once
 
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "nexus/base/errors.hpp"
 #include "nexus/registry/records.hpp"
 
 namespace nexus {
@@ -20,9 +20,10 @@ class Loss;
 
 namespace nexus::registry {
 
-class PluginError : public std::runtime_error {
+// A component that cannot be created: not installed, broken, or its factory failed.
+class PluginError : public RuntimeFailure {
  public:
-  using std::runtime_error::runtime_error;
+  using RuntimeFailure::RuntimeFailure;
 };
 
 struct RegistryOptions {

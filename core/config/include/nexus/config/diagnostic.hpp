@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "nexus/base/errors.hpp"
 #include "nexus/config/node.hpp"
 
 namespace nexus::config {
@@ -17,8 +18,9 @@ struct Diagnostic {
   std::string str() const;
 };
 
-// Thrown when a composition cannot be loaded or is invalid; carries every diagnostic found.
-class ConfigError : public std::runtime_error {
+// Thrown when a composition cannot be loaded or is invalid; carries every diagnostic found. Its
+// what() is the diagnostics, one per line ("file:line:col: error: ...").
+class ConfigError : public InputError {
  public:
   explicit ConfigError(std::vector<Diagnostic> diagnostics);
   const std::vector<Diagnostic>& diagnostics() const { return diagnostics_; }

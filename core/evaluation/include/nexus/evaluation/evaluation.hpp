@@ -1,0 +1,60 @@
+// Scoring a trained run: the composite per task, each teacher's own linear probe on the same
+// cached features with the same budget, retention against the composition's contract, routing.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nexus/config/composition.hpp"
+
+namespace nexus {
+class ComposedSystem;
+namespace cache {
+class FeatureCache;
+}
+
+struct ProbeScore {
+  std::string teacher;
+  double val_accuracy = 0, test_accuracy = 0;
+  int64_t steps = 0;
+  bool reused = false;  // read from the run's probes/ folder instead of trained now
+};
+
+struct TaskEvaluation {
+  std::string task, head, split;        // split: the cache's name for it, e.g. "test[:1000]"
+  int64_t rows = 0;
+  double accuracy = 0;                  // the composite on the test split
+  std::vector<ProbeScore> probes;       // teachers that take the task's modality, composition order
+  std::string best_teacher;
+  double best_probe = 0;
+  double retention = 0;                 // accuracy / best_probe
+  double contract = 0;                  // minimum retention; 0 = none
+  bool violated = false;
+  std::vector<double> mean_weight;      // per teacher (composition order): mean routing weight
+  std::vector<double> load;             // per teacher: fraction of inputs that selected it
+  double routing_entropy = 0;           // mean per-input entropy of the routing weights (nats)
+  double shared_variance = 0;           // mean per-dimension variance of the shared space
+};
+
+struct Evaluation {
+  std::vector<std::string> teachers;
+  std::vector<TaskEvaluation> tasks;
+  std::vector<std::string> violations;  // one line per task below its contract
+};
+
+struct EvalOptions {
+  std::string probe_dir;  // where probe weights and scores are kept and reused; "" = not kept
+  bool progress = true;
+};
+
+// The steps each teacher's probe gets on a task: what the composite's trainer gave each task.
+int64_t probe_budget(const config::Composition& composition);
+
+// `system` holds the weights to score (see load_run_weights). Needs complete cache entries of
+// every task's train, val and test splits (cache_features builds them).
+Evaluation evaluate(const config::Composition& composition, ComposedSystem& system, cache::FeatureCache& store,
+                    const EvalOptions& options);
+
+}  // namespace nexus

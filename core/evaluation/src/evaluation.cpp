@@ -1,0 +1,233 @@
+#include "nexus/evaluation/evaluation.hpp"
+
+#include <nexus/plugin_api.hpp>
+#include <nexus/sha256.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "nexus/base/files.hpp"
+#include "nexus/data/feature_cache.hpp"
+#include "nexus/data/task_features.hpp"
+#include "nexus/model/system.hpp"
+#include "nexus/run/run_folder.hpp"
+#include "nexus/training/schedule.hpp"
+
+namespace nexus {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Bump when the probe recipe changes, so stored probe scores are not reused across recipes.
+constexpr int kProbeRecipe = 1;
+
+double accuracy(const at::Tensor& logits, const at::Tensor& labels) {
+  return (logits.argmax(1) == labels).to(torch::kDouble).mean().item<double>();
+}
+
+// A teacher's own linear probe: logistic regression on its standardised cached features,
+// trained with the composite's optimiser, batch size and per-task step budget, and kept at its
+// best validation accuracy. Zero-initialised and sampled from its own generator, so it is
+// deterministic and leaves the global RNG alone.
+ProbeScore train_probe(const std::string& teacher, const SplitFeatures& train, const SplitFeatures& val,
+                       const SplitFeatures& test, size_t slot, int64_t classes, const config::TrainerSpec& cfg,
+                       int64_t steps, uint64_t seed) {
+  torch::NoGradGuard outer;  // re-enabled below for the optimisation itself
+  const auto& xtr = train.features[slot];
+  const auto mean = xtr.mean(0, true);
+  const auto std = xtr.std(0, true, true).clamp_min(1e-6);
+  auto standard = [&](const at::Tensor& x) { return (x - mean) / std; };
+  const auto tr = standard(xtr), va = standard(val.features[slot]), te = standard(test.features[slot]);
+
+  torch::nn::Linear probe(torch::nn::LinearOptions(xtr.size(1), classes));
+  probe->weight.zero_();
+  probe->bias.zero_();
+  torch::optim::AdamW opt(probe->parameters(), torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay));
+  auto gen = at::detail::createCPUGenerator(seed);
+  const int64_t check_every = std::max<int64_t>(1, steps / 20);
+  double best_val = -1;
+  at::Tensor best_w, best_b;
+  auto check = [&] {
+    const double v = accuracy(probe->forward(va), val.labels);
+    if (v > best_val) {
+      best_val = v;
+      best_w = probe->weight.clone();
+      best_b = probe->bias.clone();
+    }
+  };
+  const WarmupCosineSchedule schedule(cfg.lr, cfg.warmup_steps, steps);
+  for (int64_t step = 0; step < steps; ++step) {
+    for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(schedule.lr(step));
+    auto index = torch::randint(tr.size(0), {cfg.batch_size}, gen, torch::kLong);
+    {
+      torch::AutoGradMode grad(true);
+      opt.zero_grad();
+      auto loss = torch::nn::functional::cross_entropy(probe->forward(tr.index_select(0, index)),
+                                                       train.labels.index_select(0, index));
+      loss.backward();
+      opt.step();
+    }
+    if ((step + 1) % check_every == 0 || step + 1 == steps) check();
+  }
+  if (best_w.defined()) {
+    probe->weight.copy_(best_w);
+    probe->bias.copy_(best_b);
+  }
+  ProbeScore p;
+  p.teacher = teacher;
+  p.steps = steps;
+  p.val_accuracy = best_val;
+  p.test_accuracy = accuracy(probe->forward(te), test.labels);
+  return p;
+}
+
+// What a stored probe score depends on: if any of it changes, the probe is trained again.
+std::string probe_key(const std::string& fingerprint, const SplitFeatures& train, const SplitFeatures& val,
+                      const SplitFeatures& test, const config::TrainerSpec& cfg, int64_t steps) {
+  Sha256 h;
+  const auto text = nlohmann::json{{"recipe", kProbeRecipe},
+                                   {"fingerprint", fingerprint},
+                                   {"dataset", train.dataset_id},
+                                   {"splits", {train.split, val.split, test.split}},
+                                   {"steps", steps},
+                                   {"batch_size", cfg.batch_size},
+                                   {"lr", cfg.lr},
+                                   {"weight_decay", cfg.weight_decay},
+                                   {"warmup_steps", cfg.warmup_steps},
+                                   {"seed", cfg.seed}}
+                        .dump();
+  h.update(text.data(), text.size());
+  return h.hex();
+}
+
+}  // namespace
+
+int64_t probe_budget(const config::Composition& comp) {
+  const int64_t tasks = std::max<int64_t>(1, int64_t(comp.heads.size()));
+  return (comp.trainer.steps + tasks - 1) / tasks;
+}
+
+namespace {
+
+// The composite on a task's test split, with routing statistics over the same inputs.
+void score_composite(ComposedSystem& sys, const config::HeadSpec& head, const SplitFeatures& test, TaskEvaluation& te) {
+  sys.router()->reset_stats();
+  std::vector<at::Tensor> shared;
+  double correct = 0;
+  for (int64_t b = 0; b < te.rows; b += 2048) {
+    const int64_t m = std::min<int64_t>(2048, te.rows - b);
+    std::vector<at::Tensor> batch(test.features.size());
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (test.features[i].defined()) batch[i] = test.features[i].narrow(0, b, m);
+    auto r = sys.fuse(batch, head.task);
+    correct += (r.heads.at(head.name).argmax(1).cpu() == test.labels.narrow(0, b, m)).sum().item<double>();
+    shared.push_back(r.shared.cpu());
+  }
+  te.accuracy = correct / double(std::max<int64_t>(1, te.rows));
+  te.shared_variance = torch::cat(shared).var(0).mean().item<double>();
+  const auto stats = sys.router()->stats();
+  te.mean_weight = stats.mean_weight;
+  te.load = stats.load;
+  te.routing_entropy = stats.entropy;
+  sys.router()->reset_stats();
+}
+
+// A probe score kept in `file` under the same key, if there is one.
+std::optional<ProbeScore> stored_probe(const fs::path& file, const std::string& key, const std::string& teacher) {
+  if (!fs::exists(file)) return std::nullopt;
+  try {
+    const auto j = nlohmann::json::parse(read_file(file));
+    if (j.at("key") != key) return std::nullopt;
+    ProbeScore p;
+    p.teacher = teacher;
+    p.val_accuracy = j.at("val_accuracy");
+    p.test_accuracy = j.at("test_accuracy");
+    p.steps = j.at("steps");
+    p.reused = true;
+    return p;
+  } catch (const std::exception& e) {
+    spdlog::warn("ignoring unreadable probe score {}: {}", file.string(), e.what());
+    return std::nullopt;
+  }
+}
+
+// Teacher i's own probe on the task: reused from the probe folder when its key matches, else
+// trained now (and stored there).
+ProbeScore probe_score(const config::Composition& comp, const TeacherSlot& slot, size_t i, const config::HeadSpec& head,
+                       const SplitFeatures& train, const SplitFeatures& val, const SplitFeatures& test,
+                       const EvalOptions& options) {
+  const int64_t budget = probe_budget(comp);
+  const auto key = probe_key(slot.teacher->fingerprint().str(), train, val, test, comp.trainer, budget);
+  const auto file = fs::path(options.probe_dir) / (head.task + "." + slot.name + ".json");
+  if (!options.probe_dir.empty())
+    if (auto stored = stored_probe(file, key, slot.name)) return *stored;
+  const auto started = std::chrono::steady_clock::now();
+  auto p = train_probe(slot.name, train, val, test, i, head.outputs, comp.trainer, budget,
+                       uint64_t(comp.trainer.seed) * 1000003u + i);
+  spdlog::info("probe {} on {}: {} steps in {:.1f} s, test accuracy {:.4f}", slot.name, head.task, budget,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), p.test_accuracy);
+  if (!options.probe_dir.empty())
+    run::write_json_file(file.string(), nlohmann::json{{"key", key},
+                                                       {"teacher", slot.name},
+                                                       {"task", head.task},
+                                                       {"steps", p.steps},
+                                                       {"val_accuracy", p.val_accuracy},
+                                                       {"test_accuracy", p.test_accuracy}}
+                                            .dump(1));
+  return p;
+}
+
+void judge_retention(const config::Composition& comp, TaskEvaluation& te, Evaluation& ev) {
+  te.retention = te.best_probe > 0 ? te.accuracy / te.best_probe : 0.0;
+  const auto it = comp.retention.per_task.find(te.task);
+  te.contract = it != comp.retention.per_task.end() ? it->second : comp.retention.default_min;
+  te.violated = te.contract > 0 && te.retention < te.contract;
+  if (!te.violated) return;
+  char line[256];
+  std::snprintf(line, sizeof line, "task '%s': retention %.4f < contract %.4f (composite %.4f, best probe %.4f by %s)",
+                te.task.c_str(), te.retention, te.contract, te.accuracy, te.best_probe, te.best_teacher.c_str());
+  ev.violations.push_back(line);
+}
+
+}  // namespace
+
+Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
+                    const EvalOptions& options) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, module] : sys.trainable_modules()) module->eval();
+  Evaluation ev;
+  for (const auto& t : sys.teachers()) ev.teachers.push_back(t.name);
+  if (!options.probe_dir.empty()) fs::create_directories(options.probe_dir);
+
+  for (const auto& head : comp.heads) {
+    TaskEvaluation te;
+    te.task = head.task;
+    te.head = head.name;
+    const auto train = load_split_features(comp, sys, store, head.task, "train");
+    const auto val = load_split_features(comp, sys, store, head.task, "val");
+    const auto test = load_split_features(comp, sys, store, head.task, "test");
+    te.split = test.split;
+    te.rows = test.labels.size(0);
+    score_composite(sys, head, test, te);
+    for (size_t i = 0; i < sys.teachers().size(); ++i) {
+      if (!train.features[i].defined()) continue;
+      const auto p = probe_score(comp, sys.teachers()[i], i, head, train, val, test, options);
+      if (p.test_accuracy > te.best_probe || te.best_teacher.empty()) {
+        te.best_probe = p.test_accuracy;
+        te.best_teacher = p.teacher;
+      }
+      te.probes.push_back(p);
+    }
+    judge_retention(comp, te, ev);
+    ev.tasks.push_back(std::move(te));
+  }
+  return ev;
+}
+
+}  // namespace nexus

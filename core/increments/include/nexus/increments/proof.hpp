@@ -1,0 +1,78 @@
+// proof.json: the evidence an incremental run (add-teacher, remove-teacher, train --from) leaves in
+// its folder, and the summary printed from it. Every frozen component's checksum before and after
+// (identical, or the proof fails), each task's score before and after with the new teachers' own
+// probes, the capabilities lost, wall time, and the verdict.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nexus/evaluation/evaluation.hpp"
+
+namespace nexus {
+
+struct PhaseTimes {
+  double cache = 0, train = 0, eval = 0;
+  int64_t steps = 0;
+  double total() const { return cache + train + eval; }
+};
+
+struct ComponentProof {
+  std::string name;
+  std::string role;                    // frozen, trained, new, or mapped (a router not trained)
+  std::optional<std::string> before;   // sha256 of the base run's module, where it had one
+  std::string after;
+  std::optional<bool> identical;       // frozen components only
+};
+
+struct TaskProof {
+  std::string task;
+  std::optional<double> before;        // the base composite's accuracy, for a kept head
+  double after = 0, retention = 0, contract = 0;
+  bool violated = false;
+  std::vector<ProbeScore> probes;
+  std::map<std::string, double> new_teacher_probes;  // test accuracy of each added teacher's probe
+};
+
+struct LostTask {
+  std::string task, head, why;
+};
+
+// The same final composition trained from scratch (--compare-full), for the wall-time comparison.
+struct FullRetrain {
+  std::string run;
+  PhaseTimes timing;
+  std::map<std::string, double> accuracy;  // per task
+};
+
+struct Proof {
+  std::string kind, base_run, run;
+  std::vector<std::string> added_teachers, removed_teachers, added_heads, trained, trained_tasks, notes, violations;
+  std::vector<LostTask> lost_tasks;
+  double kl_weight = 0, kl_temperature = 0;  // the anti-forgetting term as used (weight 0: none)
+  std::vector<ComponentProof> components;
+  bool frozen_identical = true;
+  std::vector<TaskProof> tasks;
+  PhaseTimes timing;
+  bool stopped_early = false;
+  std::optional<FullRetrain> full_retrain;
+  double ratio_train_and_eval = 0, ratio_total = 0;  // incremental / full, with full_retrain
+  bool ok() const { return violations.empty() && frozen_identical; }
+
+  // Not part of proof.json: what the command reports besides it.
+  Evaluation evaluation;       // the new run's
+  std::string folder;          // where the run was left: `run`, or <run>.rejected when it failed
+};
+
+// proof.json's content ("format": 1).
+nlohmann::json to_json(const Proof& proof);
+// The human summary: components, tasks before and after, wall time, status.
+void print_proof(const Proof& proof, std::ostream& out);
+
+}  // namespace nexus

@@ -1,0 +1,400 @@
+#include "nexus/increments/increment.hpp"
+
+#include <nexus/plugin_api.hpp>
+#include <nexus/text.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "nexus/base/files.hpp"
+#include "nexus/data/caching.hpp"
+#include "nexus/evaluation/report.hpp"
+#include "nexus/increments/carry_over.hpp"
+#include "nexus/increments/edit.hpp"
+#include "nexus/increments/plan.hpp"
+#include "nexus/model/inference.hpp"
+#include "nexus/model/system.hpp"
+#include "nexus/pipeline/train.hpp"
+#include "nexus/registry/registry.hpp"
+#include "nexus/run/checkpoints.hpp"
+#include "nexus/run/run_folder.hpp"
+#include "nexus/training/trainer.hpp"
+
+namespace nexus {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+bool contains(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+std::string or_dash(const std::vector<std::string>& v) { return v.empty() ? "-" : join(v); }
+std::string absolute(const std::string& path) { return fs::absolute(path).lexically_normal().string(); }
+
+// What the new run is made of: a composition edited and validated in memory, whose text the run
+// records (add-teacher, remove-teacher), or a file with overrides (train --from).
+struct NextComposition {
+  std::string kind;
+  std::optional<config::Composition> composition;
+  std::string text;
+  std::string file;
+  std::vector<std::string> overrides;
+};
+
+void copy_probes(const fs::path& from, const fs::path& to) {
+  if (!fs::is_directory(from)) return;
+  fs::create_directories(to);
+  for (const auto& e : fs::directory_iterator(from))
+    if (e.path().extension() == ".json" && !fs::exists(to / e.path().filename()))
+      fs::copy_file(e.path(), to / e.path().filename());
+}
+
+// The composite's accuracy on a task's test split, from cached features.
+double test_accuracy(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
+                     const config::HeadSpec& head) {
+  const auto test = load_split_features(comp, sys, store, head.task, "test");
+  const auto out = head_outputs(sys, test.features, head.task, head.name);
+  return (out.argmax(1) == test.labels).to(torch::kDouble).mean().item<double>();
+}
+
+class Increment {
+ public:
+  Increment(const IncrementRequest& request, NextComposition next, const registry::Registry& reg);
+  Proof run();
+
+ private:
+  void plan();
+  void stage();
+  void cache();
+  void select_tasks();
+  TrainResult train();
+  Proof prove(const TrainResult& result);
+  std::vector<ComponentProof> components(bool& frozen_ok);
+  std::vector<TaskProof> task_rows(const Evaluation& ev);
+  void compare_full(Proof& proof);
+  void settle(Proof& proof);
+
+  const IncrementRequest& r_;
+  NextComposition next_;
+  const registry::Registry& reg_;
+  const config::PluginCatalog catalog_;
+  const fs::path out_, staging_, rejected_;
+  std::string next_file_, final_composition_;
+  config::Composition base_comp_, next_comp_;
+  std::unique_ptr<ComposedSystem> base_sys_, next_sys_;
+  IncrementPlan plan_;
+  std::map<std::string, std::string> before_;  // module -> digest in the base run
+  std::unique_ptr<cache::FeatureCache> store_;
+  std::vector<TaskData> all_, data_;
+  std::vector<std::string> trained_tasks_;
+  bool any_reference_ = false;
+  PhaseTimes ph_;
+};
+
+Increment::Increment(const IncrementRequest& r, NextComposition next, const registry::Registry& reg)
+    : r_(r), next_(std::move(next)), reg_(reg), catalog_(plugin_catalog(reg)), out_(absolute(r.out)),
+      staging_(out_.string() + ".partial"), rejected_(out_.string() + ".rejected") {
+  if (fs::exists(out_)) throw InputError(out_.string() + " already exists: pick another --out, or remove it");
+  if (fs::exists(staging_) && !r.resume)
+    throw InputError(staging_.string() + " holds an interrupted run: add --resume to continue it, or remove it");
+  // A composition validated in memory is written into the staging folder once everything checks out.
+  next_file_ = next_.text.empty() ? next_.file : (staging_ / "composition.yaml").string();
+  final_composition_ = next_.text.empty() ? next_.file : (out_ / "composition.yaml").string();
+}
+
+// Everything that can be wrong with the request is found before anything is written.
+void Increment::plan() {
+  const auto info = run::read_run_info(r_.base_run);
+  base_comp_ = run::load_run_composition(info, catalog_);
+  base_sys_ = std::make_unique<ComposedSystem>(ComposedSystem::build(base_comp_, reg_));
+  run::load_run_weights(*base_sys_, r_.base_run);
+  next_comp_ = next_.composition ? *next_.composition : config::load_composition(next_file_, next_.overrides, catalog_);
+  next_comp_.source = next_file_;
+  require_task_data(next_comp_);
+  torch::manual_seed(uint64_t(next_comp_.trainer.seed));  // fresh towers and router rows draw from it
+  next_sys_ = std::make_unique<ComposedSystem>(ComposedSystem::build(next_comp_, reg_));
+  plan_ = plan_increment(base_comp_, *base_sys_, next_comp_, *next_sys_, r_.train_router);
+  check_plan(plan_, next_comp_, *next_sys_, r_.base_run);
+  for (const auto& n : plan_.notes) spdlog::warn("{}", n);
+  if (const auto why = carry_over(plan_, *base_sys_, *next_sys_); !why.empty())
+    spdlog::warn("the router starts from a fresh initialisation: {}", why);
+  for (const auto& [name, module] : base_sys_->trainable_modules()) before_[name] = module_digest(*base_sys_, name);
+}
+
+// The run folder: built in <out>.partial, renamed when it passes its contracts.
+void Increment::stage() {
+  fs::create_directories(staging_);
+  if (!next_.text.empty()) {
+    const auto file = staging_ / "composition.yaml";
+    if (!fs::exists(file)) write_file_atomically(file, next_.text);
+    else if (read_file(file) != next_.text)
+      throw InputError(staging_.string() + " was started for a different change: remove it, or repeat the same command");
+  }
+  run::RunRecord record;
+  record.composition_file = next_file_;
+  record.composition_recorded = final_composition_;
+  if (next_.text.empty()) record.overrides = next_.overrides;
+  record.base_run = absolute(r_.base_run);
+  record.kind = next_.kind;
+  run::write_run_info(staging_.string(), record);
+}
+
+void Increment::cache() {
+  const auto t = Clock::now();
+  store_ = std::make_unique<cache::FeatureCache>(feature_cache_root(r_.cache_root));
+  CachingOptions co;
+  co.progress = r_.progress;
+  co.dtype = r_.fp16_cache ? cache::DType::F16 : cache::DType::F32;
+  for (const auto& f : cache_features(next_comp_, *next_sys_, *store_, co))
+    if (f.computed_rows) spdlog::info("features {} {}/{}: computed", f.teacher, f.dataset, f.split);
+  cache_features(base_comp_, *base_sys_, *store_, co);  // normally all there already: the base run cached them
+  all_ = load_task_data(next_comp_, *next_sys_, *store_);
+  ph_.cache = since(t);
+}
+
+// What the increment can change, and what the old composite said there (anti-forgetting).
+void Increment::select_tasks() {
+  for (const auto& td : all_) {
+    bool affected = contains(plan_.added_heads, td.head);
+    for (size_t i = 0; i < next_sys_->teachers().size(); ++i)
+      affected = affected || (td.train[i].defined() && contains(plan_.added_teachers, next_sys_->teachers()[i].name));
+    affected = affected || (plan_.router_trained && router_matters(*next_sys_, td.val, td.task));
+    if (!affected) continue;
+    TaskData d = td;
+    if (contains(plan_.kept_heads, td.head) && r_.kl_weight > 0) {
+      const auto btrain = load_split_features(base_comp_, *base_sys_, *store_, td.task, "train");
+      const auto bval = load_split_features(base_comp_, *base_sys_, *store_, td.task, "val");
+      if (btrain.labels.size(0) == td.train_labels.size(0) && btrain.labels.equal(td.train_labels) &&
+          bval.labels.equal(td.val_labels)) {
+        d.train_reference = head_outputs(*base_sys_, btrain.features, td.task, td.head);
+        d.val_reference = head_outputs(*base_sys_, bval.features, td.task, td.head);
+        any_reference_ = true;
+      } else {
+        spdlog::warn("task '{}' uses other rows than in the base run: no anti-forgetting term for it", td.task);
+      }
+    }
+    trained_tasks_.push_back(td.task);
+    data_.push_back(std::move(d));
+  }
+}
+
+// Phase 1, solo: each new tower alone drives the (frozen) heads of the tasks its teacher serves;
+// the router, with one teacher to weigh there, has no say. Next to trained towers a fresh one
+// would be gated away before it learnt anything (to the router it is noise), and gated away it
+// gets almost no gradient: the composite then creeps up over thousands of steps instead of
+// hundreds. Phase 2 trains the towers and the router together on the real mixture.
+TrainResult Increment::train() {
+  auto tcomp = next_comp_;
+  // Default budget: a quarter of what each task gets in a full run, per task trained. One tower
+  // per new teacher learns, against fixed heads, and the solo phase gets it there fast (the demo:
+  // 400 steps reach the new teacher's own probe score; a full run of the same composition takes 2400).
+  const int64_t per_task = std::max<int64_t>(1, (probe_budget(next_comp_) + 3) / 4);
+  const int64_t steps = plan_.trained.empty() || data_.empty() ? 0 : r_.steps > 0 ? r_.steps : per_task * int64_t(data_.size());
+  tcomp.trainer.steps = steps;
+  tcomp.trainer.warmup_steps = std::min(tcomp.trainer.warmup_steps, steps / 4);
+  TrainOptions to;
+  to.run_dir = staging_.string();
+  to.resume = r_.resume;
+  to.progress = r_.progress;
+  to.frozen = plan_.frozen;
+  if (any_reference_) {
+    Options ko;
+    ko.set("temperature", std::to_string(r_.kl_temperature));
+    to.anti_forgetting = reg_.create_loss("kl", ko);
+    to.anti_forgetting_weight = r_.kl_weight;
+  }
+  spdlog::info("training {} on {} for {} steps; frozen: {}", or_dash(plan_.trained), or_dash(trained_tasks_), steps,
+               plan_.frozen.size());
+  const auto t = Clock::now();
+  const int64_t solo_steps =
+      steps == 0 || plan_.added_teachers.empty() ? 0 : r_.solo_steps >= 0 ? std::min(r_.solo_steps, steps) : steps / 2;
+  if (solo_steps > 0 && !fs::exists(staging_ / "checkpoints" / "latest")) {
+    std::vector<TaskData> solo;
+    for (const auto& d : data_) {
+      TaskData sd = d;
+      sd.train_reference = sd.val_reference = at::Tensor();
+      bool served = false;
+      for (size_t i = 0; i < next_sys_->teachers().size(); ++i) {
+        if (contains(plan_.added_teachers, next_sys_->teachers()[i].name)) served = served || sd.train[i].defined();
+        else sd.train[i] = sd.val[i] = at::Tensor();
+      }
+      if (served) solo.push_back(std::move(sd));
+    }
+    if (!solo.empty()) {
+      auto scomp = tcomp;
+      scomp.trainer.steps = solo_steps;
+      scomp.trainer.warmup_steps = std::min(next_comp_.trainer.warmup_steps, solo_steps / 4);
+      TrainOptions so = to;
+      so.run_dir = (staging_ / "solo").string();
+      so.frozen.insert("router");
+      so.anti_forgetting = nullptr;
+      spdlog::info("solo phase: {} steps", solo_steps);
+      ph_.steps += nexus::train(scomp, *next_sys_, solo, so).steps;
+    }
+  }
+  tcomp.trainer.steps = steps - solo_steps;
+  tcomp.trainer.warmup_steps = std::min(next_comp_.trainer.warmup_steps, tcomp.trainer.steps / 4);
+  // Training on no task still writes the carried-over weights as the run's checkpoint.
+  const auto result = nexus::train(tcomp, *next_sys_, data_.empty() ? all_ : data_, to);
+  ph_.train = since(t);
+  ph_.steps += result.steps;
+  return result;
+}
+
+// Every module's checksum as written to disk, against the base run's.
+std::vector<ComponentProof> Increment::components(bool& frozen_ok) {
+  std::vector<ComponentProof> out;
+  frozen_ok = true;
+  for (const auto& [name, module] : next_sys_->trainable_modules()) {
+    ComponentProof c;
+    c.name = name;
+    c.after = module_digest(*next_sys_, name);
+    if (name == "router" && !plan_.router_trained) {
+      // Not trained, but not bit-identical either when teachers come or go: its per-teacher
+      // outputs were mapped by name (the remaining gates renormalise).
+      c.role = "mapped";
+      c.before = before_.at(name);
+    } else if (plan_.frozen.count(name)) {
+      c.role = "frozen";
+      c.before = before_.at(name);
+      c.identical = *c.before == c.after;
+      frozen_ok = frozen_ok && *c.identical;
+    } else {
+      c.role = before_.count(name) ? "trained" : "new";
+      if (before_.count(name)) c.before = before_.at(name);
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<TaskProof> Increment::task_rows(const Evaluation& ev) {
+  std::vector<TaskProof> rows;
+  for (const auto& task : ev.tasks) {
+    TaskProof row;
+    row.task = task.task;
+    row.after = task.accuracy;
+    row.retention = task.retention;
+    row.contract = task.contract;
+    row.violated = task.violated;
+    row.probes = task.probes;
+    for (const auto& h : base_comp_.heads)
+      if (h.task == task.task && contains(plan_.kept_heads, h.name))
+        row.before = test_accuracy(base_comp_, *base_sys_, *store_, h);
+    for (const auto& p : task.probes)
+      if (contains(plan_.added_teachers, p.teacher)) row.new_teacher_probes[p.teacher] = p.test_accuracy;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// The proof is taken from what is on disk, as every later command will read it.
+Proof Increment::prove(const TrainResult& result) {
+  run::load_run_weights(*next_sys_, staging_.string());
+  Proof p;
+  p.kind = next_.kind;
+  p.base_run = absolute(r_.base_run);
+  p.run = out_.string();
+  p.added_teachers = plan_.added_teachers;
+  p.removed_teachers = plan_.removed_teachers;
+  p.added_heads = plan_.added_heads;
+  p.trained = plan_.trained;
+  p.trained_tasks = trained_tasks_;
+  p.notes = plan_.notes;
+  p.kl_weight = any_reference_ ? r_.kl_weight : 0.0;
+  p.kl_temperature = r_.kl_temperature;
+  p.components = components(p.frozen_identical);
+  p.stopped_early = result.stopped_early;
+
+  const auto t = Clock::now();
+  copy_probes(fs::path(r_.base_run) / "probes", staging_ / "probes");  // the kept teachers' probes are reused
+  p.evaluation = evaluate_run(next_comp_, *next_sys_, *store_, staging_.string(), r_.progress).evaluation;
+  ph_.eval = since(t);
+  p.violations = p.evaluation.violations;
+  p.tasks = task_rows(p.evaluation);
+  for (const auto& h : base_comp_.heads)
+    if (contains(plan_.removed_heads, h.name))
+      p.lost_tasks.push_back({h.task, h.name, "no remaining teacher takes " + base_comp_.tasks.at(h.task).modality +
+                                                  " inputs (removed: " + or_dash(plan_.removed_teachers) + ")"});
+  p.timing = ph_;
+  return p;
+}
+
+void Increment::compare_full(Proof& p) {
+  spdlog::info("training the same composition from scratch for the comparison");
+  TrainRequest full;
+  full.composition_file = next_file_;
+  if (next_.text.empty()) full.overrides = next_.overrides;
+  full.run_dir = (staging_ / "full-retrain").string();
+  full.composition_recorded = final_composition_;
+  full.cache_root = r_.cache_root;
+  full.device = "cpu";
+  full.resume = r_.resume;
+  full.progress = r_.progress;
+  const auto outcome = train_composition(full, reg_);
+  FullRetrain f;
+  f.run = (out_ / "full-retrain").string();
+  f.timing = {outcome.cache_seconds, outcome.train_seconds, outcome.eval_seconds, outcome.result.steps};
+  for (const auto& task : outcome.evaluation->evaluation.tasks) f.accuracy[task.task] = task.accuracy;
+  p.ratio_train_and_eval = (ph_.train + ph_.eval) / std::max(1e-9, f.timing.train + f.timing.eval);
+  p.ratio_total = ph_.total() / std::max(1e-9, f.timing.total());
+  p.full_retrain = f;
+}
+
+// proof.json, then the folder's name: the run, or <run>.rejected for inspection.
+void Increment::settle(Proof& p) {
+  run::write_json_file((staging_ / "proof.json").string(), to_json(p).dump(1));
+  if (p.ok() || r_.force) {
+    fs::rename(staging_, out_);
+    p.folder = out_.string();
+  } else {
+    fs::remove_all(rejected_);
+    fs::rename(staging_, rejected_);
+    p.folder = rejected_.string();
+  }
+}
+
+Proof Increment::run() {
+  plan();
+  stage();
+  cache();
+  select_tasks();
+  const auto result = train();
+  auto proof = prove(result);
+  if (r_.compare_full) compare_full(proof);
+  settle(proof);
+  return proof;
+}
+
+}  // namespace
+
+Proof add_teacher(IncrementRequest r, const std::string& teacher_file, const registry::Registry& reg) {
+  const auto catalog = plugin_catalog(reg);
+  auto tree = run_composition_tree(run::read_run_info(r.base_run), catalog);
+  add_teacher_file(tree, teacher_file, catalog);
+  auto edited = finish_edit(tree, catalog, "add-teacher", r.base_run);
+  return Increment(r, {"add-teacher", std::move(edited.composition), std::move(edited.text), "", {}}, reg).run();
+}
+
+Proof remove_teacher(IncrementRequest r, const std::string& teacher, const registry::Registry& reg) {
+  const auto catalog = plugin_catalog(reg);
+  const auto info = run::read_run_info(r.base_run);
+  const auto base = run::load_run_composition(info, catalog);
+  const auto removal = plan_removal(base, ComposedSystem::build(base, reg), teacher, r.base_run);
+  auto tree = run_composition_tree(info, catalog);
+  remove_teacher(tree, removal);
+  auto edited = finish_edit(tree, catalog, "remove-teacher", r.base_run);
+  return Increment(r, {"remove-teacher", std::move(edited.composition), std::move(edited.text), "", {}}, reg).run();
+}
+
+Proof train_from(IncrementRequest r, const std::string& composition_file, const std::vector<std::string>& overrides,
+                 const registry::Registry& reg) {
+  return Increment(r, {"train --from", std::nullopt, "", absolute(composition_file), overrides}, reg).run();
+}
+
+}  // namespace nexus

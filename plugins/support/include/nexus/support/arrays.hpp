@@ -1,0 +1,36 @@
+// Reading arrays out of memory-mapped files, for any plugin that loads tensors:
+// - safetensors: an 8-byte little-endian header length, a JSON header
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {...}}
+//   and the raw little-endian tensor bytes (model weights, feature-file shards);
+// - .npy (NumPy format 1.0-3.0): "\x93NUMPY", version, header length, a Python dict literal
+//   {'descr': '<f4', 'fortran_order': False, 'shape': (N, D), }, then raw C-order bytes.
+// Both check every offset and size against the file before touching the data, so a truncated or
+// hostile file is an error naming the file (and the tensor), never a read past the mapping.
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "nexus/support/mapped_file.hpp"
+
+namespace nexus::support {
+
+// Whether tensors view the mapping (no copy; each holds the file mapped while it lives) or own a
+// copy of their bytes. Misaligned data is always copied.
+enum class Storage { View, Copy };
+
+// Every tensor of a safetensors file, keeping its dtype: U8, I32, I64, F16, BF16, F32 or F64.
+// Throws std::runtime_error "safetensors file '<path>': ..." for anything truncated, malformed or
+// unsupported.
+std::map<std::string, torch::Tensor> read_safetensors(const std::shared_ptr<MappedFile>& file, Storage storage);
+inline std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
+  return read_safetensors(MappedFile::open(path), Storage::Copy);
+}
+
+// A little-endian u1, f2 or f4 .npy array in C order. Throws std::runtime_error naming the file.
+torch::Tensor read_npy(const std::shared_ptr<MappedFile>& file, Storage storage);
+
+}  // namespace nexus::support

@@ -1,0 +1,203 @@
+// Growing and shrinking a trained run (core/increments): what a plan keeps and trains, the plans
+// it refuses, carrying the kept components over bit for bit, editing compositions, the proof.
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <nexus/plugin_api.hpp>
+
+#include "nexus/config/composition.hpp"
+#include "nexus/config/loader.hpp"
+#include "nexus/increments/carry_over.hpp"
+#include "nexus/increments/edit.hpp"
+#include "nexus/increments/plan.hpp"
+#include "nexus/increments/proof.hpp"
+#include "nexus/model/system.hpp"
+#include "test_support.hpp"
+
+using namespace nexus;
+using namespace nexus::test;
+
+namespace {
+
+std::string teacher(const std::string& name, int width, const std::string& tower = "linear",
+                    const std::string& modality = "tensor") {
+  return "  - name: " + name + "\n    plugin: torchscript\n    options: {modality: " + modality + ", input_shape: [" +
+         std::to_string(width) + "], source: \"def forward(self, x):\\n    return x * 1.0\"}\n    tower: {plugin: " + tower +
+         "}\n";
+}
+
+std::string composition(const std::string& teachers, const std::string& heads = "  - {name: cls, task: synth, outputs: 3, plugin: linear}\n") {
+  return "nexus: 1\nname: inc\nshared_dim: 8\nteachers:\n" + teachers + "router: {plugin: softmax}\nheads:\n" + heads +
+         "losses:\n  - {plugin: cross_entropy, head: cls}\ndata:\n  tasks:\n    synth: {dataset: none, modality: tensor}\n";
+}
+
+struct Systems {
+  TempDir dir;
+  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (dir.path / "probe-cache").string());
+  int files = 0;
+
+  config::Composition load(const std::string& text) {
+    const auto path = (dir.path / ("c" + std::to_string(files++) + ".yaml")).string();
+    std::ofstream(path) << text;
+    return config::load_composition(path, {}, plugin_catalog(reg));
+  }
+  ComposedSystem build(const config::Composition& c, uint64_t seed) {
+    torch::manual_seed(seed);
+    return ComposedSystem::build(c, reg);
+  }
+};
+
+at::Tensor router_weight(const ComposedSystem& sys) {
+  for (const auto& p : sys.router()->named_parameters())
+    if (p.value().dim() == 2) return p.value();
+  throw std::runtime_error("no router matrix");
+}
+
+}  // namespace
+
+TEST_CASE("increment plan: a new teacher trains its tower and the router; everything kept is frozen") {
+  Systems s;
+  const auto base = s.load(composition(teacher("a", 6) + teacher("b", 4)));
+  const auto next = s.load(composition(teacher("a", 6) + teacher("b", 4) + teacher("c", 5)));
+  const auto bs = s.build(base, 1), ns = s.build(next, 2);
+  const auto plan = plan_increment(base, bs, next, ns, true);
+  CHECK(plan.added_teachers == std::vector<std::string>{"c"});
+  CHECK(plan.kept_teachers == std::vector<std::string>{"a", "b"});
+  CHECK(plan.removed_teachers.empty());
+  CHECK(plan.kept_heads == std::vector<std::string>{"cls"});
+  CHECK(plan.frozen == std::set<std::string>{"norm.a", "tower.a", "norm.b", "tower.b", "head.cls"});
+  CHECK(plan.trained == std::vector<std::string>{"norm.c", "tower.c", "router"});
+  CHECK(plan.changes_anything());
+  CHECK(plan.notes.empty());
+  // Without retraining the router, it is frozen too (and mapped by carry_over).
+  CHECK(plan_increment(base, bs, next, ns, false).frozen.count("router"));
+}
+
+TEST_CASE("increment plan: a teacher whose tower or weights changed counts as new, and says why") {
+  Systems s;
+  const auto base = s.load(composition(teacher("a", 6) + teacher("b", 4)));
+  auto changed = composition(teacher("a", 6, "mlp") + teacher("b", 4));
+  const auto next = s.load(changed);
+  const auto plan = plan_increment(base, s.build(base, 1), next, s.build(next, 1), true);
+  CHECK(plan.added_teachers == std::vector<std::string>{"a"});
+  REQUIRE(plan.notes.size() == 1);
+  CHECK(plan.notes[0] == "the tower of teacher 'a' changed: retrained");
+  auto other = composition(teacher("a", 6) + teacher("b", 4));
+  other.replace(other.find("x * 1.0"), 7, "x * 2.0");  // teacher a's "weights"
+  const auto next2 = s.load(other);
+  const auto plan2 = plan_increment(base, s.build(base, 1), next2, s.build(next2, 1), true);
+  CHECK(plan2.added_teachers == std::vector<std::string>{"a"});
+  CHECK(plan2.notes.at(0).rfind("teacher 'a' changed (fingerprint ", 0) == 0);
+  // Removing a teacher and a head.
+  const auto smaller = s.load(composition(teacher("a", 6), "  - {name: cls, task: synth, outputs: 3, plugin: linear}\n"));
+  const auto plan3 = plan_increment(base, s.build(base, 1), smaller, s.build(smaller, 1), true);
+  CHECK(plan3.removed_teachers == std::vector<std::string>{"b"});
+  CHECK(plan3.trained == std::vector<std::string>{"router"});
+}
+
+TEST_CASE("increment plan: changing nothing, or adding a teacher no head can use, is refused") {
+  Systems s;
+  const auto base = s.load(composition(teacher("a", 6)));
+  const auto bs = s.build(base, 1);
+  const auto same = plan_increment(base, bs, base, bs, true);
+  CHECK_THROWS_WITH_AS(check_plan(same, base, bs, "runs/base"),
+                       "the composition adds and removes no teacher or head of run runs/base: nothing to train "
+                       "incrementally (train it from scratch without --from)",
+                       InputError);
+  const auto with_image = s.load(composition(teacher("a", 6) + teacher("img", 16, "linear", "image")));
+  const auto is = s.build(with_image, 1);
+  try {
+    check_plan(plan_increment(base, bs, with_image, is, true), with_image, is, "runs/base");
+    FAIL("an image teacher with only tensor heads was accepted");
+  } catch (const config::ConfigError& e) {
+    const auto& d = e.diagnostics().at(0);
+    CHECK(d.message == "teacher 'img' takes image inputs, and no head trains on an image task");
+    CHECK(d.loc.line == 9);  // the teacher's entry in the new composition
+    CHECK(d.hint.find("the run's heads take tensor inputs") == 0);
+  }
+}
+
+TEST_CASE("carry-over: kept components bit for bit, the router's rows follow their teachers by name") {
+  Systems s;
+  const auto base = s.load(composition(teacher("a", 6) + teacher("b", 4)));
+  const auto next = s.load(composition(teacher("c", 5) + teacher("a", 6) + teacher("b", 4)));
+  const auto bs = s.build(base, 1);
+  auto ns = s.build(next, 2);
+  const auto plan = plan_increment(base, bs, next, ns, true);
+  const auto fresh = router_weight(ns).clone();
+  CHECK(carry_over(plan, bs, ns) == "");
+  for (const auto& name : plan.frozen) CHECK_MESSAGE(module_digest(bs, name) == module_digest(ns, name), name);
+  const auto from = router_weight(bs);
+  const auto to = router_weight(ns);
+  REQUIRE(to.size(0) == 3);
+  CHECK(torch::equal(to[1], from[0]));  // a moved from row 0 to row 1
+  CHECK(torch::equal(to[2], from[1]));  // b from 1 to 2
+  CHECK(torch::equal(to[0], fresh[0]));  // the new teacher keeps its fresh initialisation
+  // Removing a teacher drops its row.
+  const auto smaller = s.load(composition(teacher("b", 4)));
+  auto ss = s.build(smaller, 3);
+  CHECK(carry_over(plan_increment(base, bs, smaller, ss, false), bs, ss) == "");
+  CHECK(torch::equal(router_weight(ss)[0], from[1]));
+}
+
+TEST_CASE("composition edits: a teacher file is appended with its paths resolved; a removal takes what only it served") {
+  Systems s;
+  const auto catalog = plugin_catalog(s.reg);
+  auto tree = config::load_string(composition(teacher("a", 6) + teacher("img", 16, "linear", "image"),
+                                              "  - {name: cls, task: synth, outputs: 3, plugin: linear}\n"
+                                              "  - {name: pics, task: pics, outputs: 2, plugin: linear}\n"),
+                                  "base.yaml");
+  const auto sub = s.dir.path / "teachers";
+  fs::create_directories(sub);
+  std::ofstream(sub / "t.yaml") << "name: t\nplugin: torchscript\noptions: {path: model.pt, modality: tensor, input_shape: [3]}\n"
+                                   "tower: {plugin: linear}\n";
+  add_teacher_file(tree, (sub / "t.yaml").string(), catalog);
+  const auto& added = tree.find("teachers")->items.back();
+  CHECK(added.find("options")->find("path")->scalar == (sub / "model.pt").string());
+  std::ofstream(sub / "clash.yaml") << "teachers: []\ndata: {tasks: {synth: {dataset: x, modality: tensor}}}\n";
+  CHECK_THROWS_WITH_AS(add_teacher_file(tree, (sub / "clash.yaml").string(), catalog),
+                       doctest::Contains("task 'synth' is already defined by the run's composition"), config::ConfigError);
+  std::ofstream(sub / "odd.yaml") << "teachers: []\nrouters: {}\n";
+  CHECK_THROWS_WITH_AS(add_teacher_file(tree, (sub / "odd.yaml").string(), catalog),
+                       doctest::Contains("unexpected key 'routers' in a teacher file"), config::ConfigError);
+
+  const auto base = s.load(composition(teacher("a", 6) + teacher("img", 16, "linear", "image")));
+  const auto bs = s.build(base, 1);
+  CHECK_THROWS_WITH_AS(plan_removal(base, bs, "nope", "r"), "run r has no teacher 'nope' (it has a, img)", InputError);
+  const auto one = s.load(composition(teacher("a", 6)));
+  CHECK_THROWS_WITH_AS(plan_removal(one, s.build(one, 1), "a", "r"), "'a' is the run's only teacher: nothing would be left",
+                       InputError);
+  auto removal = plan_removal(base, bs, "img", "r");
+  CHECK(removal.lost_heads.empty());  // only tensor heads here: removing the image teacher loses nothing
+  removal.lost_heads = {"pics"};
+  removal.lost_tasks = {"pics"};
+  remove_teacher(tree, removal);
+  CHECK(tree.find("teachers")->items.size() == 2);  // a and t
+  CHECK(tree.find("heads")->items.size() == 1);
+}
+
+TEST_CASE("proof.json: checksums where they exist, the verdict from violations and frozen components") {
+  Proof p;
+  p.kind = "add-teacher";
+  p.components = {{"tower.a", "frozen", std::string("abc"), "abc", true}, {"tower.c", "new", std::nullopt, "def", std::nullopt}};
+  p.tasks.push_back({"synth", 0.5, 0.6, 1.01, 0.97, false, {}, {{"c", 0.55}}});
+  auto j = to_json(p);
+  CHECK(j.at("status") == "ok");
+  CHECK(j.at("format") == 1);
+  CHECK(j.at("components")[0].at("identical") == true);
+  CHECK_FALSE(j.at("components")[1].contains("before"));
+  CHECK_FALSE(j.at("components")[1].contains("identical"));
+  CHECK(j.at("tasks")[0].at("before") == 0.5);
+  CHECK(j.at("tasks")[0].at("new_teacher_probes").at("c") == 0.55);
+  CHECK_FALSE(j.contains("full_retrain"));
+  p.frozen_identical = false;
+  CHECK(to_json(p).at("status") == "failing");
+  p.frozen_identical = true;
+  p.violations = {"task 'synth': retention 0.9 < contract 0.97"};
+  CHECK(to_json(p).at("status") == "failing");
+  std::ostringstream out;
+  print_proof(p, out);
+  CHECK(out.str().find("tower.a") != std::string::npos);
+  CHECK(out.str().find("identical") != std::string::npos);
+  CHECK(out.str().find("status: failing") != std::string::npos);
+}

@@ -1,0 +1,269 @@
+// Serving without HTTP: the endpoints' answers, the micro-batcher and hot swaps (core/serving).
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <nexus/plugin_api.hpp>
+
+#include <future>
+#include <thread>
+
+#include "nexus/config/composition.hpp"
+#include "nexus/model/system.hpp"
+#include "nexus/run/checkpoints.hpp"
+#include "nexus/run/run_folder.hpp"
+#include "nexus/serving/batcher.hpp"
+#include "nexus/serving/requests.hpp"
+#include "nexus/serving/service.hpp"
+#include "nexus/training/trainer.hpp"
+#include "test_support.hpp"
+
+using namespace nexus;
+using namespace nexus::test;
+
+namespace {
+
+// Two teachers of one input (6 numbers); teacher `a` refuses an input with a value above 3, as a
+// teacher that breaks on some inputs would.
+const char* kServed = R"YAML(nexus: 1
+name: served
+shared_dim: 8
+teachers:
+  - name: a
+    plugin: torchscript
+    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    assert bool((x <= 3.0).all()), \"poisoned input\"\n    return x"}
+    tower: {plugin: linear}
+  - name: b
+    plugin: torchscript
+    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    return x[:, :4] * 2.0"}
+    tower: {plugin: mlp, options: {hidden: 16}}
+router: {plugin: softmax}
+heads:
+  - {name: cls, task: synth, outputs: 3, plugin: linear}
+losses:
+  - {plugin: cross_entropy, head: cls}
+data:
+  tasks:
+    synth: {dataset: none, modality: tensor}
+trainer: {steps: 40, batch_size: 16, lr: 1.0e-2, validate_every: 20, seed: 3, weight_decay: 0.0}
+)YAML";
+
+// Trained runs of kServed (a few steps each, from the teachers' own outputs), with run.json.
+struct ServedRuns {
+  TempDir dir;
+  std::string composition = (dir.path / "served.yaml").string();
+  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (dir.path / "probe-cache").string());
+
+  ServedRuns() { std::ofstream(composition) << kServed; }
+
+  std::string train_run(const std::string& name, int64_t seed) {
+    const auto comp = config::load_composition(composition, {"trainer.seed=" + std::to_string(seed)}, plugin_catalog(reg));
+    torch::manual_seed(uint64_t(seed));
+    auto sys = ComposedSystem::build(comp, reg);
+    auto gen = at::detail::createCPUGenerator(uint64_t(seed) + 11);
+    const auto x = torch::rand({256, 6}, gen);
+    const auto labels = x.narrow(1, 0, 3).argmax(1);
+    const auto fb = x.narrow(1, 0, 4) * 2.0;
+    TaskData data{"synth", "cls", {x.narrow(0, 0, 192), fb.narrow(0, 0, 192)}, {x.narrow(0, 192, 64), fb.narrow(0, 192, 64)},
+                  labels.narrow(0, 0, 192), labels.narrow(0, 192, 64)};
+    TrainOptions o;
+    o.run_dir = (dir.path / name).string();
+    o.progress = false;
+    train(comp, sys, {data}, o);
+    run::write_run_info(o.run_dir, {composition, "", {"trainer.seed=" + std::to_string(seed)}, "", ""});
+    return o.run_dir;
+  }
+
+  serving::ServiceOptions options(const std::string& token = "") {
+    serving::ServiceOptions o;
+    o.admin_token = token;
+    o.device = "cpu";
+    o.scan = [this] { return scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (dir.path / "probe-cache").string()); };
+    return o;
+  }
+
+  // The run's own system with its weights: what a server must answer.
+  std::unique_ptr<ComposedSystem> loaded(const std::string& run_dir) {
+    const auto comp = run::load_run_composition(run::read_run_info(run_dir), plugin_catalog(reg));
+    auto sys = std::make_unique<ComposedSystem>(ComposedSystem::build(comp, reg));
+    run::load_run_weights(*sys, run_dir);
+    return sys;
+  }
+};
+
+std::string predict_body(const std::vector<std::vector<double>>& inputs) {
+  return nlohmann::json{{"task", "synth"}, {"inputs", inputs}, {"routing", true}}.dump();
+}
+
+// Softmax scores of the run's own system on pixel-style inputs (values / 255, as served).
+at::Tensor expected_scores(ComposedSystem& sys, const std::vector<std::vector<double>>& inputs) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> rows;
+  for (const auto& in : inputs) rows.push_back(torch::tensor(in, torch::kFloat) / 255.0f);
+  TeacherInput batch;
+  batch.tensor = torch::stack(rows);
+  return torch::softmax(sys.forward(batch, "tensor", "synth").heads.at("cls"), 1);
+}
+
+}  // namespace
+
+TEST_CASE("serving: predictions are the run's own outputs, from one named snapshot") {
+  ServedRuns runs;
+  const auto run = runs.train_run("run", 3);
+  serving::Service service(run, runs.options());
+  const auto version = service.snapshot()->version;
+  CHECK(version.rfind("run@step-", 0) == 0);
+  CHECK(version.find('#') != std::string::npos);
+
+  const std::vector<std::vector<double>> inputs{{10, 200, 30, 40, 50, 60}, {250, 5, 5, 5, 5, 5}, {0, 0, 255, 0, 0, 0}};
+  const auto reply = service.predict(predict_body(inputs));
+  REQUIRE(reply.status == 200);
+  CHECK(reply.body.at("version") == version);
+  const auto want = expected_scores(*runs.loaded(run), inputs);
+  const auto& preds = reply.body.at("predictions");
+  REQUIRE(preds.size() == 3);
+  for (int64_t i = 0; i < 3; ++i) {
+    CHECK(preds[size_t(i)].at("label").get<int64_t>() == want[i].argmax().item<int64_t>());
+    for (int64_t k = 0; k < 3; ++k)
+      CHECK(preds[size_t(i)].at("scores")[size_t(k)].get<double>() == doctest::Approx(want[i][k].item<double>()).epsilon(1e-5));
+    const auto& routing = preds[size_t(i)].at("routing");
+    CHECK(routing.at("a").get<double>() + routing.at("b").get<double>() == doctest::Approx(1.0));
+  }
+  const auto embed = service.embed(predict_body(inputs));
+  REQUIRE(embed.status == 200);
+  CHECK(embed.body.at("embeddings").size() == 3);
+  CHECK(embed.body.at("embeddings")[0].size() == 8);
+  CHECK(service.readyz().body.at("version") == version);
+}
+
+TEST_CASE("serving: malformed requests are answered 4xx with the reason, and counted") {
+  ServedRuns runs;
+  serving::Service service(runs.train_run("run", 3), runs.options());
+  auto ask = [&](const std::string& body) { return service.answer("predict", [&] { return service.predict(body); }); };
+  auto error_of = [](const serving::Reply& r) { return r.body.at("error").get<std::string>(); };
+
+  auto r = ask("{not json");
+  CHECK(r.status == 400);
+  CHECK(error_of(r).rfind("malformed JSON", 0) == 0);
+  CHECK(ask("[1, 2]").status == 400);
+  r = ask(R"({"inputs": [[1,2,3,4,5,6]]})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "'task' (a string) is required");
+  r = ask(R"({"task": "nope", "inputs": [[1,2,3,4,5,6]]})");
+  CHECK(r.status == 404);
+  CHECK(error_of(r) == "unknown task 'nope' (this run serves synth)");
+  r = ask(R"({"task": "synth", "inputs": [[1,2,3,4,5]]})");
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "an image must have 6 values (6), got 5");
+  r = ask(predict_body(std::vector<std::vector<double>>(257, std::vector<double>(6, 1.0))));
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "at most 256 inputs per request, got 257");
+  // A teacher that throws on an input: 422 with its reason, and the server goes on.
+  r = ask(predict_body({{1000, 1, 1, 1, 1, 1}}));
+  CHECK(r.status == 422);
+  CHECK(error_of(r).find("poisoned input") != std::string::npos);
+  CHECK(ask(predict_body({{1, 1, 1, 1, 1, 1}})).status == 200);
+
+  const auto metrics = service.metrics_text();
+  CHECK(metrics.find("nexus_requests_total{endpoint=\"predict\",code=\"400\"} 5") != std::string::npos);
+  CHECK(metrics.find("nexus_requests_total{endpoint=\"predict\",code=\"404\"} 1") != std::string::npos);
+  CHECK(metrics.find("nexus_requests_total{endpoint=\"predict\",code=\"422\"} 1") != std::string::npos);
+  CHECK(metrics.find("nexus_request_seconds_count{endpoint=\"predict\"} 8") != std::string::npos);
+}
+
+TEST_CASE("micro-batcher: concurrent requests share one forward; an input that breaks it fails only its own request") {
+  ServedRuns runs;
+  const auto run = runs.train_run("run", 3);
+  const auto snapshot = serving::load_snapshot({serving::run_source(run, runs.reg), {}, "cpu"},
+                                               std::make_shared<const registry::Registry>(runs.reg));
+  std::mutex mutex;
+  std::vector<serving::BatchStats> batches;
+  serving::MicroBatcher batcher({64, std::chrono::milliseconds(400), false}, [&](const serving::BatchStats& b) {
+    std::lock_guard<std::mutex> lock(mutex);
+    batches.push_back(b);
+  });
+  const std::vector<std::vector<double>> inputs{{0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, {0.9, 0.1, 0.1, 0.1, 0.1, 0.1}, {5, 0, 0, 0, 0, 0},
+                                                {0.3, 0.3, 0.9, 0.3, 0.3, 0.3}};
+  std::vector<std::future<ForwardResult>> answers;
+  for (const auto& in : inputs)
+    answers.push_back(std::async(std::launch::async, [&, in] {
+      TeacherInput t;
+      t.tensor = torch::tensor(in, torch::kFloat).unsqueeze(0);
+      return batcher.run(snapshot, "synth", t);
+    }));
+  auto sys = runs.loaded(run);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (i == 2) {
+      CHECK_THROWS_WITH(answers[i].get(), doctest::Contains("poisoned input"));
+      continue;
+    }
+    const auto got = answers[i].get().heads.at("cls");
+    TeacherInput alone;
+    alone.tensor = torch::tensor(inputs[i], torch::kFloat).unsqueeze(0);
+    torch::NoGradGuard no_grad;
+    CHECK(torch::allclose(got, sys->forward(alone, "tensor", "synth").heads.at("cls"), 1e-5, 1e-6));
+  }
+  int64_t largest = 0, ok_requests = 0, failed_alone = 0;
+  for (const auto& b : batches) {
+    largest = std::max(largest, b.requests);
+    if (!b.failed) ok_requests += b.requests;
+    if (b.failed && b.requests == 1) ++failed_alone;
+  }
+  CHECK(largest >= 2);          // they were batched together
+  CHECK(ok_requests == 3);      // every good request was answered exactly once
+  CHECK(failed_alone == 1);     // and only the poisoned one failed on its own
+}
+
+TEST_CASE("swaps: whole runs and components; a failed swap keeps the old snapshot serving") {
+  ServedRuns runs;
+  const auto one = runs.train_run("one", 3), two = runs.train_run("two", 4);
+  serving::Service service(one, runs.options("secret"));
+  const auto first = service.snapshot()->version;
+  const auto body = [](const std::string& run, const std::vector<std::string>& components = {}) {
+    nlohmann::json j{{"run", run}};
+    if (!components.empty()) j["components"] = components;
+    return j.dump();
+  };
+  auto swap = [&](const std::string& b, const std::string& auth) {
+    return service.answer("swap", [&] { return service.swap(b, auth); });
+  };
+  CHECK(swap(body(two), "").status == 401);
+  CHECK(swap(body(two), "Bearer wrong").status == 401);
+  auto r = swap(body(runs.dir.str() + "/nowhere"), "Bearer secret");
+  CHECK(r.status == 422);
+  CHECK(r.body.at("error").get<std::string>().rfind("swap rejected, still serving " + first, 0) == 0);
+  r = swap(body(two, {"tower.nope"}), "Bearer secret");
+  CHECK(r.status == 422);
+  CHECK(r.body.at("error").get<std::string>().find("unknown component 'tower.nope'") != std::string::npos);
+  CHECK(service.snapshot()->version == first);
+
+  // One head from run two over run one: the version names the mix, the outputs are the mix's.
+  r = swap(body(two, {"head.cls"}), "Bearer secret");
+  REQUIRE(r.status == 200);
+  CHECK(r.body.at("previous") == first);
+  const auto mixed = service.snapshot()->version;
+  CHECK(mixed.find("+head.cls=two@step-") != std::string::npos);
+  auto expected = runs.loaded(one);
+  auto donor = runs.loaded(two);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, module] : expected->trainable_modules())
+    if (name == "head.cls") {
+      auto params = module->named_parameters();
+      for (const auto& p : find_module(*donor, name)->named_parameters()) params[p.key()].copy_(p.value());
+    }
+  const std::vector<std::vector<double>> inputs{{10, 20, 30, 40, 50, 60}};
+  const auto reply = service.predict(predict_body(inputs));
+  CHECK(reply.body.at("version") == mixed);
+  CHECK(reply.body.at("predictions")[0].at("scores")[0].get<double>() ==
+        doctest::Approx(expected_scores(*expected, inputs)[0][0].item<double>()).epsilon(1e-5));
+
+  // The whole of run two.
+  r = swap(body(two), "Bearer secret");
+  REQUIRE(r.status == 200);
+  CHECK(service.snapshot()->version.rfind("two@step-", 0) == 0);
+  const auto metrics = service.metrics_text();
+  CHECK(metrics.find("nexus_swaps_total 2") != std::string::npos);
+  CHECK(metrics.find("nexus_swaps_rejected_total 2") != std::string::npos);
+
+  serving::Service no_admin(one, runs.options());
+  CHECK(no_admin.answer("swap", [&] { return no_admin.swap(body(two), "Bearer secret"); }).status == 403);
+}
