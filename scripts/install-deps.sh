@@ -14,6 +14,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
   libcpp-httplib-dev pkgconf         # nexus serve (cpp-httplib is found through pkg-config)
   libgloo-dev                        # c10d's Gloo process group headers (multi-process training)
+  universal-ctags git                # ctest function_sizes (scripts/function_sizes.py)
   # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)
   dataset-fashion-mnist wordnet-base fortunes
 )

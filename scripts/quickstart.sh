@@ -4,6 +4,6 @@
 # print the retention table. Extra arguments go to `nexus train` (e.g. --json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh runtime   # the command and its plugins; scripts/test.sh builds the tests too
 run="runs/quickstart-$(date +%Y%m%d-%H%M%S)"
 exec build/bin/nexus train configs/quickstart.yaml --run "$run" "$@"

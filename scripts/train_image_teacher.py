@@ -7,7 +7,7 @@ Recipe (RECIPE_VERSION below; any change to it must bump the version):
   data     data/fashion_mnist from scripts/build_datasets.py: the *train* split (55,000 images)
            for training, the *val* split (5,000) for the reported accuracy; test is not read.
   input    float [B, 1, 28, 28], pixel / 255 in [0, 1]: exactly what NEXUS feeds a teacher
-           (core/src/dataset.cpp, DatasetSplit::batch). The module standardises internally with
+           (core/data/src/dataset.cpp, DatasetSplit::batch). The module standardises internally with
            the train split's mean and std, which are baked into the exported file.
   network  conv3x3(1->16)+BN+ReLU+maxpool2 -> conv3x3(16->32)+BN+ReLU+maxpool2 ->
            linear(1568->128)+ReLU  = the 128-d embedding (exported)  -> linear(128->10) (training only)

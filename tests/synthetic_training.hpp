@@ -16,32 +16,21 @@
 
 namespace nexus::test {
 
-inline const char* kComposition = R"YAML(nexus: 1
-name: synthetic
-shared_dim: 8
-teachers:
-  - name: a
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    return x"}
-    tower: {plugin: linear}
-  - name: b
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [4], source: "def forward(self, x):\n    return x"}
-    tower: {plugin: mlp, options: {hidden: 16}}
-router: {plugin: softmax}
-heads:
-  - {name: cls, task: synth, outputs: 3, plugin: linear}
-losses:
-  - {plugin: cross_entropy, head: cls}
-data:
-  tasks:
-    synth: {dataset: none, modality: tensor}
-trainer: {steps: 200, batch_size: 16, lr: 1.0e-2, validate_every: 20, seed: 3, weight_decay: 0.0}
-)YAML";
+// The synthetic task's data and trainer sections: `steps` steps, a validation every 20.
+inline std::string synthetic_training(int steps) {
+  return "data:\n  tasks:\n    synth: {dataset: none, modality: tensor}\ntrainer: {steps: " + std::to_string(steps) +
+         ", batch_size: 16, lr: 1.0e-2, validate_every: 20, seed: 3, weight_decay: 0.0}\n";
+}
+
+inline const std::string kComposition = test_composition(
+    "synthetic",
+    torchscript_teacher("a", "tensor", "[6]", "def forward(self, x):\\n    return x") +
+        torchscript_teacher("b", "tensor", "[4]", "def forward(self, x):\\n    return x", "{plugin: mlp, options: {hidden: 16}}"),
+    "synth", 3, synthetic_training(200));
 
 struct TrainingFixture {
   TempDir dir;
-  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  const registry::Registry& reg = builtin_registry();
   config::Composition comp;
   std::unique_ptr<ComposedSystem> sys;
   TaskData data;

@@ -62,6 +62,29 @@ inline bool is_mapped(const std::string& file_name) {
   return read_text("/proc/self/maps").find("/" + file_name) != std::string::npos;
 }
 
+// The built-in plugins, scanned once per test process.
+inline const registry::Registry& builtin_registry() {
+  static const auto r = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  return r;
+}
+
+// One teacher entry of a test composition: a TorchScript teacher (inline source, a YAML double-quoted
+// string) over inputs of `shape`, with its tower.
+inline std::string torchscript_teacher(const std::string& name, const std::string& modality, const std::string& shape,
+                                       const std::string& source, const std::string& tower = "{plugin: linear}") {
+  return "  - name: " + name + "\n    plugin: torchscript\n    options: {modality: " + modality + ", input_shape: " + shape +
+         ", source: \"" + source + "\"}\n    tower: " + tower + "\n";
+}
+
+// A test composition: the teachers, a softmax router, one head `cls` with `outputs` classes on `task`
+// trained with cross-entropy; `rest` adds the data and trainer sections.
+inline std::string test_composition(const std::string& name, const std::string& teachers, const std::string& task,
+                                    int outputs, const std::string& rest) {
+  return "nexus: 1\nname: " + name + "\nshared_dim: 8\nteachers:\n" + teachers + "router: {plugin: softmax}\nheads:\n" +
+         "  - {name: cls, task: " + task + ", outputs: " + std::to_string(outputs) + ", plugin: linear}\nlosses:\n" +
+         "  - {plugin: cross_entropy, head: cls}\n" + rest;
+}
+
 inline std::string builtin(const std::string& lib) { return std::string(NEXUS_BUILTIN_PLUGIN_DIR) + "/" + lib; }
 inline std::string test_plugin(const std::string& lib) { return std::string(NEXUS_TEST_PLUGIN_DIR) + "/" + lib; }
 

@@ -8,8 +8,13 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "nexus/config/composition.hpp"
+#include "nexus/data/feature_cache.hpp"
+#include "nexus/model/system.hpp"
 #include "test_support.hpp"
 
 namespace nexus::test {
@@ -33,29 +38,13 @@ inline void write_toy_split(const fs::path& dir, const std::string& split, int64
   idx("labels_" + split + ".idx", labels, {rows});
 }
 
-inline const char* kToyComposition = R"YAML(nexus: 1
-name: toy
-shared_dim: 8
-teachers:
-  - name: pixels
-    plugin: torchscript
-    options: {modality: image, input_shape: [1, 4, 4], source: "def forward(self, x):\n    return x.flatten(1)"}
-    tower: {plugin: linear}
-  - name: rows
-    plugin: torchscript
-    options: {modality: image, input_shape: [1, 4, 4], source: "def forward(self, x):\n    return x.mean(3).flatten(1)"}
-    tower: {plugin: linear}
-router: {plugin: softmax}
-heads:
-  - {name: cls, task: toy, outputs: 3, plugin: linear}
-losses:
-  - {plugin: cross_entropy, head: cls}
-data:
-  root: data
-  tasks:
-    toy: {dataset: toy_images, modality: image}
-trainer: {steps: 120, batch_size: 32, lr: 0.02, validate_every: 40, seed: 1, weight_decay: 0.0}
-)YAML";
+inline const std::string kToyComposition = test_composition(
+    "toy",
+    torchscript_teacher("pixels", "image", "[1, 4, 4]", "def forward(self, x):\\n    return x.flatten(1)") +
+        torchscript_teacher("rows", "image", "[1, 4, 4]", "def forward(self, x):\\n    return x.mean(3).flatten(1)"),
+    "toy", 3,
+    "data:\n  root: data\n  tasks:\n    toy: {dataset: toy_images, modality: image}\n"
+    "trainer: {steps: 120, batch_size: 32, lr: 0.02, validate_every: 40, seed: 1, weight_decay: 0.0}\n");
 
 struct ToyImages {
   TempDir dir;
@@ -72,6 +61,20 @@ struct ToyImages {
     std::ofstream(data / "manifest.json") << nlohmann::json{{"dataset_id", "toy-images-1"}, {"classes", {"a", "b", "c"}},
                                                             {"files", files}}.dump();
     std::ofstream(composition) << kToyComposition << extra_yaml;
+  }
+};
+
+// The toy composition built from the built-in plugins, with a feature cache of its own.
+struct ToyFixture {
+  ToyImages toy;
+  const registry::Registry& reg = builtin_registry();
+  config::Composition comp;
+  std::unique_ptr<ComposedSystem> sys;
+  cache::FeatureCache store{toy.cache_root};
+
+  explicit ToyFixture(const std::vector<std::string>& overrides = {}) {
+    comp = config::load_composition(toy.composition, overrides, plugin_catalog(reg));
+    sys = std::make_unique<ComposedSystem>(ComposedSystem::build(comp, reg));
   }
 };
 

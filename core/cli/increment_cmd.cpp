@@ -17,13 +17,10 @@ namespace nexus::cli {
 namespace {
 
 void add_common_options(po::options_description& opts, IncrementRequest& a, bool& json) {
-  opts.add_options()("kl-weight", po::value(&a.kl_weight)->default_value(a.kl_weight),
-                     "weight of the anti-forgetting KL term between the old and the new composite on the old tasks")
-      ("kl-temperature", po::value(&a.kl_temperature)->default_value(a.kl_temperature), "its softmax temperature")
-      ("steps", po::value(&a.steps), "training steps (default: a quarter of a task's share of the composition's steps, per task trained)")
-      ("solo-steps", po::value(&a.solo_steps), "of those, steps in which each new tower trains alone first (default: half)")
-      ("force", po::bool_switch(&a.force), "write the run even when a task misses its retention contract (marked failing)")
-      ("compare-full", po::bool_switch(&a.compare_full), "also train the final composition from scratch and compare wall times")
+  add_increment_options(opts, a);
+  opts.add_options()("kl-temperature", po::value(&a.kl_temperature)->default_value(a.kl_temperature),
+                     "softmax temperature of the anti-forgetting KL term")
+      ("solo-steps", po::value(&a.solo_steps), "of the steps, those in which each new tower trains alone first (default: half)")
       ("resume", po::bool_switch(&a.resume), "continue an interrupted run (<out>.partial)")
       ("cache", po::value(&a.cache_root), "feature cache folder (default $NEXUS_CACHE_DIR/features)")
       ("fp16", po::bool_switch(&a.fp16_cache), "cache new features as fp16")
@@ -31,6 +28,15 @@ void add_common_options(po::options_description& opts, IncrementRequest& a, bool
 }
 
 }  // namespace
+
+void add_increment_options(po::options_description& opts, IncrementRequest& a, const std::string& prefix) {
+  opts.add_options()("kl-weight", po::value(&a.kl_weight)->default_value(a.kl_weight),
+                     (prefix + "weight of the anti-forgetting KL term between the old and the new composite on the old tasks").c_str())
+      ("steps", po::value(&a.steps),
+       (prefix + "training steps (default: a quarter of a task's share of the composition's steps, per task trained)").c_str())
+      ("force", po::bool_switch(&a.force), (prefix + "write the run even when a task misses its retention contract (marked failing)").c_str())
+      ("compare-full", po::bool_switch(&a.compare_full), (prefix + "also train the final composition from scratch and compare wall times").c_str());
+}
 
 int report_increment(const Proof& proof, const IncrementRequest& request, bool json) {
   if (json) {

@@ -45,12 +45,8 @@ void add_options(po::options_description& opts, TrainArgs& a) {
        "c10d backend: auto (NCCL on CUDA devices when libtorch has it, else Gloo), gloo or nccl")
       ("dist-timeout", po::value(&r.dist_timeout_seconds)->default_value(r.dist_timeout_seconds),
        "seconds a worker waits for the others (joining, each all-reduce) before failing")
-      ("from", po::value(&a.from), "a trained run: train only what FILE adds to it")
-      ("kl-weight", po::value(&a.increment.kl_weight)->default_value(a.increment.kl_weight),
-       "with --from: weight of the anti-forgetting KL term")
-      ("steps", po::value(&a.increment.steps), "with --from: training steps (default: a quarter of a task's share of trainer.steps, per task trained)")
-      ("force", po::bool_switch(&a.increment.force), "with --from: write the run even when a retention contract fails")
-      ("compare-full", po::bool_switch(&a.increment.compare_full), "with --from: also train FILE from scratch and compare wall times");
+      ("from", po::value(&a.from), "a trained run: train only what FILE adds to it");
+  add_increment_options(opts, a.increment, "with --from: ");
 }
 
 // Checks the options and fills in what follows from them; the torchrun variables, when set, make

@@ -28,6 +28,13 @@ PY
 check "plugins info shows options" 0 "$nexus" plugins info mlp
 grep -q "activation *relu|gelu|tanh *default gelu" "$work/out" || { echo "FAIL: info output"; cat "$work/out"; failures=$((failures + 1)); }
 check "plugins info of an unknown name" 2 "$nexus" plugins info nosuch
+check "--help lists every command" 0 "$nexus" --help
+for c in "plugins list|info" "validate FILE" "forward FILE" "cache build|merge|ls|verify|gc" "train FILE" "eval RUN" \
+         "add-teacher RUN" "remove-teacher RUN" "serve RUN" "version"; do
+  grep -qF "  $c " "$work/out" || { echo "FAIL: --help does not list '$c'"; cat "$work/out"; failures=$((failures + 1)); }
+  "$nexus" ${c%% *} --help >/dev/null 2>&1 || { echo "FAIL: '${c%% *} --help' is not dispatched"; failures=$((failures + 1)); }
+done
+echo "ok: --help lists the command table, and each listed command answers --help"
 check "unknown command" 2 "$nexus" frobnicate
 check "missing file argument" 2 "$nexus" validate
 check "--help" 0 "$nexus" validate --help
@@ -79,6 +86,10 @@ grep -q "corrupt shard $shard: checksum mismatch" "$work/out" || { echo "FAIL: c
 check "cache gc removes the corrupt entry" 0 "$nexus" cache gc
 grep -q "1 entries removed, 1 kept" "$work/out" || { echo "FAIL: gc"; cat "$work/out"; failures=$((failures + 1)); }
 check "cache verify after gc" 0 "$nexus" cache verify
+check "cache build of a sliced split" 0 "$nexus" cache build "$demo" --split val --set data.tasks.fashion.val_rows=1000
+check "cache ls" 0 "$nexus" cache ls
+grep -qE " val\[:1000\] +1000 " "$work/out" && echo "ok: cache ls keeps a sliced split and its rows apart" \
+  || { echo "FAIL: cache ls columns"; cat "$work/out"; failures=$((failures + 1)); }
 
 # Training: an uninterrupted run, then one killed with SIGKILL after its step-100 checkpoint and
 # resumed, must end with bitwise-identical weights.

@@ -20,17 +20,8 @@ using namespace nexus::test;
 
 namespace {
 
-struct Cached {
-  ToyImages toy;
-  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (toy.dir.path / "probe-cache").string());
-  config::Composition comp;
-  std::unique_ptr<ComposedSystem> sys;
-  cache::FeatureCache store{toy.cache_root};
-
-  explicit Cached(const std::vector<std::string>& overrides = {}) {
-    comp = config::load_composition(toy.composition, overrides, plugin_catalog(reg));
-    sys = std::make_unique<ComposedSystem>(ComposedSystem::build(comp, reg));
-  }
+struct Cached : ToyFixture {
+  using ToyFixture::ToyFixture;
   CachingOptions options() const {
     CachingOptions o;
     o.progress = false;

@@ -23,16 +23,10 @@ using namespace nexus::test;
 namespace {
 
 // The toy composition trained for its 120 steps on cached features.
-struct Trained {
-  ToyImages toy;
-  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (toy.dir.path / "probe-cache").string());
-  config::Composition comp;
-  std::unique_ptr<ComposedSystem> sys;
-  cache::FeatureCache store{toy.cache_root};
+struct Trained : ToyFixture {
   std::string run_dir = (toy.dir.path / "run").string();
 
   Trained() {
-    comp = config::load_composition(toy.composition, {}, plugin_catalog(reg));
     torch::manual_seed(1);
     sys = std::make_unique<ComposedSystem>(ComposedSystem::build(comp, reg));
     CachingOptions co;

@@ -21,19 +21,17 @@ namespace {
 
 std::string teacher(const std::string& name, int width, const std::string& tower = "linear",
                     const std::string& modality = "tensor") {
-  return "  - name: " + name + "\n    plugin: torchscript\n    options: {modality: " + modality + ", input_shape: [" +
-         std::to_string(width) + "], source: \"def forward(self, x):\\n    return x * 1.0\"}\n    tower: {plugin: " + tower +
-         "}\n";
+  return torchscript_teacher(name, modality, "[" + std::to_string(width) + "]", "def forward(self, x):\\n    return x * 1.0",
+                             "{plugin: " + tower + "}");
 }
 
-std::string composition(const std::string& teachers, const std::string& heads = "  - {name: cls, task: synth, outputs: 3, plugin: linear}\n") {
-  return "nexus: 1\nname: inc\nshared_dim: 8\nteachers:\n" + teachers + "router: {plugin: softmax}\nheads:\n" + heads +
-         "losses:\n  - {plugin: cross_entropy, head: cls}\ndata:\n  tasks:\n    synth: {dataset: none, modality: tensor}\n";
+std::string composition(const std::string& teachers) {
+  return test_composition("inc", teachers, "synth", 3, "data:\n  tasks:\n    synth: {dataset: none, modality: tensor}\n");
 }
 
 struct Systems {
   TempDir dir;
-  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (dir.path / "probe-cache").string());
+  const registry::Registry& reg = builtin_registry();
   int files = 0;
 
   config::Composition load(const std::string& text) {
@@ -89,7 +87,7 @@ TEST_CASE("increment plan: a teacher whose tower or weights changed counts as ne
   CHECK(plan2.added_teachers == std::vector<std::string>{"a"});
   CHECK(plan2.notes.at(0).rfind("teacher 'a' changed (fingerprint ", 0) == 0);
   // Removing a teacher and a head.
-  const auto smaller = s.load(composition(teacher("a", 6), "  - {name: cls, task: synth, outputs: 3, plugin: linear}\n"));
+  const auto smaller = s.load(composition(teacher("a", 6)));
   const auto plan3 = plan_increment(base, s.build(base, 1), smaller, s.build(smaller, 1), true);
   CHECK(plan3.removed_teachers == std::vector<std::string>{"b"});
   CHECK(plan3.trained == std::vector<std::string>{"router"});
@@ -143,10 +141,8 @@ TEST_CASE("carry-over: kept components bit for bit, the router's rows follow the
 TEST_CASE("composition edits: a teacher file is appended with its paths resolved; a removal takes what only it served") {
   Systems s;
   const auto catalog = plugin_catalog(s.reg);
-  auto tree = config::load_string(composition(teacher("a", 6) + teacher("img", 16, "linear", "image"),
-                                              "  - {name: cls, task: synth, outputs: 3, plugin: linear}\n"
-                                              "  - {name: pics, task: pics, outputs: 2, plugin: linear}\n"),
-                                  "base.yaml");
+  auto tree = config::load_string(composition(teacher("a", 6) + teacher("img", 16, "linear", "image")), "base.yaml");
+  tree.find("heads")->items.push_back(config::load_string("{name: pics, task: pics, outputs: 2, plugin: linear}", "pics.yaml"));
   const auto sub = s.dir.path / "teachers";
   fs::create_directories(sub);
   std::ofstream(sub / "t.yaml") << "name: t\nplugin: torchscript\noptions: {path: model.pt, modality: tensor, input_shape: [3]}\n"

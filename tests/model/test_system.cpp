@@ -20,33 +20,17 @@ std::string write(const TempDir& dir, const std::string& name, const std::string
   return (dir.path / name).string();
 }
 
-const char* kTwoModalities = R"YAML(nexus: 1
-name: two-modalities
-shared_dim: 8
-teachers:
-  - name: image_a
-    plugin: torchscript
-    options: {modality: image, input_shape: [1, 4, 4], source: "def forward(self, x):\n    return x.flatten(1)"}
-    tower: {plugin: linear}
-  - name: tabular
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [5], source: "def forward(self, x):\n    return x * 3.0"}
-    tower: {plugin: mlp, options: {hidden: 7}}
-  - name: image_b
-    plugin: torchscript
-    options: {modality: image, input_shape: [1, 4, 4], source: "def forward(self, x):\n    return x.mean(3).flatten(1)"}
-    tower: {plugin: linear}
-router: {plugin: ROUTER}
-heads:
-  - {name: cls, task: t, outputs: 3, plugin: linear}
-losses:
-  - {plugin: cross_entropy, head: cls}
-)YAML";
+const std::string kTwoModalities = test_composition(
+    "two-modalities",
+    torchscript_teacher("image_a", "image", "[1, 4, 4]", "def forward(self, x):\\n    return x.flatten(1)") +
+        torchscript_teacher("tabular", "tensor", "[5]", "def forward(self, x):\\n    return x * 3.0", "{plugin: mlp, options: {hidden: 7}}") +
+        torchscript_teacher("image_b", "image", "[1, 4, 4]", "def forward(self, x):\\n    return x.mean(3).flatten(1)"),
+    "t", 3, "");
 
 // The two-modality composition with the given router, written to `dir`; returns its path.
 std::string with_router(const TempDir& dir, const std::string& router) {
-  auto text = std::string(kTwoModalities);
-  text.replace(text.find("ROUTER"), 6, router);
+  auto text = kTwoModalities;
+  text.replace(text.find("plugin: softmax"), 15, "plugin: " + router);
   return write(dir, router + ".yaml", text);
 }
 

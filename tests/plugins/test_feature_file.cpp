@@ -20,14 +20,9 @@ using namespace nexus::test;
 
 namespace {
 
-const registry::Registry& ff_registry() {
-  static const auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  return reg;
-}
-
 std::shared_ptr<Teacher> open(const std::string& path, Options extra = {}) {
   extra.set("path", path);
-  return ff_registry().create_teacher("feature_file", extra);
+  return builtin_registry().create_teacher("feature_file", extra);
 }
 
 std::string open_error(const std::string& path, Options extra = {}) {

@@ -26,11 +26,6 @@ using namespace nexus::test;
 
 namespace {
 
-const registry::Registry& hf_registry() {
-  static const auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
-  return reg;
-}
-
 struct Fixture {
   std::string name, model_dir;
   int64_t max_length = 0;
@@ -74,12 +69,12 @@ std::string model_dir(const std::string& name) {
 
 std::shared_ptr<Teacher> make(const std::string& path, Options extra = {}) {
   extra.set("path", path);
-  return hf_registry().create_teacher("hf_encoder", extra);
+  return builtin_registry().create_teacher("hf_encoder", extra);
 }
 
 std::string create_error(const Options& o) {
   try {
-    hf_registry().create_teacher("hf_encoder", o);
+    builtin_registry().create_teacher("hf_encoder", o);
   } catch (const std::exception& e) {
     return e.what();
   }

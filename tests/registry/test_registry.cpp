@@ -9,6 +9,7 @@
 #include <set>
 
 #include "nexus/registry/handshake.hpp"
+#include "nexus/registry/probe.hpp"
 #include "test_support.hpp"
 
 using namespace nexus;
@@ -156,6 +157,43 @@ TEST_CASE("a plugin that prints what looks like a probe report cannot forge one"
   CHECK(c->status == Status::Ok);
   CHECK(c->reason.empty());
   CHECK(reg.create_tower("chatty_plugin", Options())->out_features() == 2);
+}
+
+TEST_CASE("the plugin guide's first example builds, loads and works as written") {
+  TempDir dir;
+  copy_into(test_plugin("doc_example_plugin.so"), dir.path);
+  auto reg = scan_only({dir.str()});
+  const auto* c = row(reg, "my_tower");
+  REQUIRE(c != nullptr);
+  CHECK(c->status == Status::Ok);
+  CHECK(c->plugin_name == "my_towers");
+  const auto tower = reg.create_tower("my_tower", Options().set("d_in", "5").set("d_out", "3"));
+  CHECK(tower->forward(torch::ones({2, 5})).sizes() == torch::IntArrayRef{2, 3});
+}
+
+TEST_CASE("a probe that speaks another protocol, or reports on stdout, is not believed") {
+  TempDir dir, plugins;
+  copy_into(test_plugin("good_plugin.so"), plugins.path);
+  auto with_probe = [&](const std::string& script) {
+    const auto exe = dir.path / "probe.sh";
+    std::ofstream(exe) << "#!/bin/sh\n" << script << "\n";
+    fs::permissions(exe, fs::perms::owner_all);
+    ::setenv("NEXUS_PROBE_EXE", exe.c_str(), 1);
+    auto reg = scan_only({plugins.str()});
+    ::unsetenv("NEXUS_PROBE_EXE");
+    const auto* r = row(reg, "good_plugin.so");  // no component was ever reported: the library is the row
+    REQUIRE(r != nullptr);
+    return *r;
+  };
+  // A probe of another installation, speaking protocol 1: refused with the reason.
+  auto r = with_probe("echo '@nexus {\"event\":\"hello\",\"protocol\":1}' >&3; echo '@nexus {\"event\":\"done\"}' >&3");
+  CHECK(r.status == Status::Broken);
+  CHECK(r.reason.find("speaks probe protocol 1, this nexus " + std::to_string(registry::kProbeProtocol)) != std::string::npos);
+  // A report on stdout instead of the report descriptor never reaches the parent.
+  r = with_probe("echo '@nexus {\"event\":\"hello\",\"protocol\":" + std::to_string(registry::kProbeProtocol) +
+                 "}'; echo '@nexus {\"event\":\"done\"}'");
+  CHECK(r.status == Status::Broken);
+  CHECK(r.reason == "probe ended without a report while starting the probe");
 }
 
 TEST_CASE("probe results are cached on (path, size, mtime)") {

@@ -15,6 +15,7 @@
 #include "nexus/serving/requests.hpp"
 #include "nexus/serving/service.hpp"
 #include "nexus/training/trainer.hpp"
+#include "synthetic_training.hpp"
 #include "test_support.hpp"
 
 using namespace nexus;
@@ -24,34 +25,17 @@ namespace {
 
 // Two teachers of one input (6 numbers); teacher `a` refuses an input with a value above 3, as a
 // teacher that breaks on some inputs would.
-const char* kServed = R"YAML(nexus: 1
-name: served
-shared_dim: 8
-teachers:
-  - name: a
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    assert bool((x <= 3.0).all()), \"poisoned input\"\n    return x"}
-    tower: {plugin: linear}
-  - name: b
-    plugin: torchscript
-    options: {modality: tensor, input_shape: [6], source: "def forward(self, x):\n    return x[:, :4] * 2.0"}
-    tower: {plugin: mlp, options: {hidden: 16}}
-router: {plugin: softmax}
-heads:
-  - {name: cls, task: synth, outputs: 3, plugin: linear}
-losses:
-  - {plugin: cross_entropy, head: cls}
-data:
-  tasks:
-    synth: {dataset: none, modality: tensor}
-trainer: {steps: 40, batch_size: 16, lr: 1.0e-2, validate_every: 20, seed: 3, weight_decay: 0.0}
-)YAML";
+const std::string kServed = test_composition(
+    "served",
+    torchscript_teacher("a", "tensor", "[6]", "def forward(self, x):\\n    assert bool((x <= 3.0).all()), \\\"poisoned input\\\"\\n    return x") +
+        torchscript_teacher("b", "tensor", "[6]", "def forward(self, x):\\n    return x[:, :4] * 2.0", "{plugin: mlp, options: {hidden: 16}}"),
+    "synth", 3, synthetic_training(40));
 
 // Trained runs of kServed (a few steps each, from the teachers' own outputs), with run.json.
 struct ServedRuns {
   TempDir dir;
   std::string composition = (dir.path / "served.yaml").string();
-  registry::Registry reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (dir.path / "probe-cache").string());
+  const registry::Registry& reg = builtin_registry();
 
   ServedRuns() { std::ofstream(composition) << kServed; }
 
@@ -77,7 +61,7 @@ struct ServedRuns {
     serving::ServiceOptions o;
     o.admin_token = token;
     o.device = "cpu";
-    o.scan = [this] { return scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, (dir.path / "probe-cache").string()); };
+    o.scan = [] { return builtin_registry(); };  // a copy of the scan: what a rescan finds here
     return o;
   }
 

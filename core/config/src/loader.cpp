@@ -2,9 +2,8 @@
 #include "nexus/config/loader.hpp"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "nexus/base/files.hpp"
 #include "nexus/config/diagnostic.hpp"
 #include "yaml_reader.hpp"
 
@@ -17,11 +16,11 @@ namespace {
 bool read_text(const std::string& path, std::string& text) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return false;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  text = ss.str();
+  try {
+    text = read_file(path);
+  } catch (const RuntimeFailure&) {
+    return false;  // unreadable: the caller reports it at the include or the command line
+  }
   return true;
 }
 

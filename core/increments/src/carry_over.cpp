@@ -13,20 +13,16 @@ namespace {
 
 void copy_state(const torch::nn::Module& from, torch::nn::Module& to, const std::string& what) {
   torch::NoGradGuard no_grad;
-  auto src = from.named_parameters(true);
-  for (auto& item : to.named_parameters(true)) {
-    const auto* s = src.find(item.key());
-    if (!s || s->sizes() != item.value().sizes())
-      throw std::runtime_error(what + ": parameter '" + item.key() + "' does not match the base run's");
-    item.value().copy_(*s);
-  }
-  auto bsrc = from.named_buffers(true);
-  for (auto& item : to.named_buffers(true)) {
-    const auto* s = bsrc.find(item.key());
-    if (!s || s->sizes() != item.value().sizes())
-      throw std::runtime_error(what + ": buffer '" + item.key() + "' does not match the base run's");
-    item.value().copy_(*s);
-  }
+  auto copy = [&](const auto& source, auto target, const std::string& kind) {
+    for (auto& item : target) {
+      const auto* s = source.find(item.key());
+      if (!s || s->sizes() != item.value().sizes())
+        throw std::runtime_error(what + ": " + kind + " '" + item.key() + "' does not match the base run's");
+      item.value().copy_(*s);
+    }
+  };
+  copy(from.named_parameters(true), to.named_parameters(true), "parameter");
+  copy(from.named_buffers(true), to.named_buffers(true), "buffer");
 }
 
 // Maps `from` into `to` along every dimension that counts the teachers (n_from in `from`, n_to in
@@ -87,19 +83,18 @@ std::string carry_over(const IncrementPlan& plan, const ComposedSystem& base, Co
   }
   const int64_t n_from = int64_t(base.teachers().size()), n_to = int64_t(next.teachers().size());
   torch::NoGradGuard no_grad;
-  auto src = base.router()->named_parameters(true);
-  auto bsrc = base.router()->named_buffers(true);
   std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // checked first, copied only if all map
-  for (auto& item : next.router()->named_parameters(true)) {
-    const auto* s = src.find(item.key());
-    if (!s) return "the base run's router has no parameter '" + item.key() + "'";
-    copies.emplace_back(*s, item.value());
-  }
-  for (auto& item : next.router()->named_buffers(true)) {
-    const auto* s = bsrc.find(item.key());
-    if (!s) return "the base run's router has no buffer '" + item.key() + "'";
-    copies.emplace_back(*s, item.value());
-  }
+  std::string missing;
+  auto pair_up = [&](const auto& source, const auto& target, const std::string& kind) {
+    for (const auto& item : target) {
+      const auto* s = source.find(item.key());
+      if (!s && missing.empty()) missing = "the base run's router has no " + kind + " '" + item.key() + "'";
+      if (s) copies.emplace_back(*s, item.value());
+    }
+  };
+  pair_up(base.router()->named_parameters(true), next.router()->named_parameters(true), "parameter");
+  pair_up(base.router()->named_buffers(true), next.router()->named_buffers(true), "buffer");
+  if (!missing.empty()) return missing;
   std::vector<at::Tensor> mapped;
   for (auto& [from, to] : copies) {
     auto candidate = to.detach().clone();
