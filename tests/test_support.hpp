@@ -62,9 +62,11 @@ inline bool is_mapped(const std::string& file_name) {
   return read_text("/proc/self/maps").find("/" + file_name) != std::string::npos;
 }
 
-// The built-in plugins, scanned once per test process.
+// The built-in plugins, scanned once per test process. Their probe results are cached for the
+// build tree (keyed on each library's path, size and mtime), so that each of the many test
+// processes does not probe them again; the registry's own tests scan without it.
 inline const registry::Registry& builtin_registry() {
-  static const auto r = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  static const auto r = scan_only({NEXUS_BUILTIN_PLUGIN_DIR}, 30.0, NEXUS_TEST_PROBE_CACHE_DIR);
   return r;
 }
 

@@ -38,7 +38,7 @@ std::string with_router(const TempDir& dir, const std::string& router) {
 
 TEST_CASE("a composition builds from plugins and routes only over teachers of the input's modality") {
   TempDir dir;
-  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  const auto& reg = builtin_registry();
   auto comp = config::load_composition(with_router(dir, "softmax"), {}, plugin_catalog(reg));
   auto sys = ComposedSystem::build(comp, reg);
   REQUIRE(sys.teachers().size() == 3);
@@ -62,7 +62,7 @@ TEST_CASE("a composition builds from plugins and routes only over teachers of th
 
 TEST_CASE("a top-k router runs sparse and a declared width that is wrong is reported where it was declared") {
   TempDir dir;
-  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  const auto& reg = builtin_registry();
   const auto path = with_router(dir, "topk");
   auto comp = config::load_composition(path, {}, plugin_catalog(reg));
   auto sys = ComposedSystem::build(comp, reg);
@@ -84,7 +84,7 @@ TEST_CASE("a top-k router runs sparse and a declared width that is wrong is repo
 
 TEST_CASE("routed inference runs each teacher only on the rows the router chose, with forward()'s result") {
   TempDir dir;
-  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  const auto& reg = builtin_registry();
   torch::manual_seed(3);
   // The router reads image_b's own features, so it can decide before image_a runs.
   auto comp = config::load_composition(with_router(dir, "topk"), {"router.input=teacher:image_b"}, plugin_catalog(reg));
@@ -115,7 +115,7 @@ TEST_CASE("a TorchScript file teacher: loads a saved module and fingerprints its
   m.register_parameter("w", torch::full({3}, 2.0), false);
   m.define("def forward(self, x):\n    return x * self.w\n");
   m.save((dir.path / "scaled.pt").string());
-  auto reg = scan_only({NEXUS_BUILTIN_PLUGIN_DIR});
+  const auto& reg = builtin_registry();
   auto t = reg.create_teacher("torchscript", Options().set("path", (dir.path / "scaled.pt").string()).set("input_shape", "3"));
   CHECK(t->width() == 3);
   CHECK(t->fingerprint().weights_hash == sha256_file((dir.path / "scaled.pt").string()));

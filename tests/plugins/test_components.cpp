@@ -16,6 +16,8 @@ using namespace nexus::test;
 
 namespace {
 
+const registry::Registry& reg() { return builtin_registry(); }
+
 Options opts(const std::string& text) { return Options::parse(text); }
 
 torch::Tensor param(torch::nn::Module& m, const std::string& name) {
@@ -52,7 +54,7 @@ TEST_CASE("the new built-in components probe ok") {
   for (const auto& [kind, name] : std::vector<std::pair<std::string, std::string>>{
            {"tower", "lowrank"}, {"router", "sigmoid"}, {"router", "conditioned"}, {"loss", "kl"},
            {"loss", "load_balance"}, {"loss", "z_loss"}, {"loss", "routing_entropy"}, {"teacher", "feature_file"}}) {
-    const auto* c = builtin_registry().find(kind, name);
+    const auto* c = reg().find(kind, name);
     REQUIRE_MESSAGE(c != nullptr, kind << " " << name);
     CHECK_MESSAGE(c->status == registry::Status::Ok, name << ": " << c->reason);
   }
@@ -61,7 +63,7 @@ TEST_CASE("the new built-in components probe ok") {
 // ------------------------------------------------------------------------------------ lowrank
 
 TEST_CASE("lowrank tower: (d_in + d_out) * rank weights, a rank-limited map, gradients to both factors") {
-  auto t = builtin_registry().create_tower("lowrank", opts("d_in=12;d_out=10;rank=3"));
+  auto t = reg().create_tower("lowrank", opts("d_in=12;d_out=10;rank=3"));
   CHECK(t->in_features() == 12);
   CHECK(t->out_features() == 10);
   CHECK(param(*t, "down.weight").sizes() == torch::IntArrayRef({3, 12}));
@@ -69,7 +71,7 @@ TEST_CASE("lowrank tower: (d_in + d_out) * rank weights, a rank-limited map, gra
   int64_t total = 0;
   for (const auto& p : t->parameters()) total += p.numel();
   CHECK(total == (12 + 10) * 3 + 10);  // + the output bias
-  auto no_bias = builtin_registry().create_tower("lowrank", opts("d_in=12;d_out=10;rank=3;bias=false"));
+  auto no_bias = reg().create_tower("lowrank", opts("d_in=12;d_out=10;rank=3;bias=false"));
   total = 0;
   for (const auto& p : no_bias->parameters()) total += p.numel();
   CHECK(total == (12 + 10) * 3);
@@ -94,8 +96,8 @@ TEST_CASE("lowrank tower: (d_in + d_out) * rank weights, a rank-limited map, gra
 }
 
 TEST_CASE("lowrank tower: hand-computed outputs, with and without the activation") {
-  auto lin = builtin_registry().create_tower("lowrank", opts("d_in=3;d_out=2;rank=1"));
-  auto relu = builtin_registry().create_tower("lowrank", opts("d_in=3;d_out=2;rank=1;activation=relu"));
+  auto lin = reg().create_tower("lowrank", opts("d_in=3;d_out=2;rank=1"));
+  auto relu = reg().create_tower("lowrank", opts("d_in=3;d_out=2;rank=1;activation=relu"));
   for (auto* t : {lin.get(), relu.get()}) {
     set(*t, "down.weight", torch::tensor({1.f, 2.f, 3.f}));
     set(*t, "up.weight", torch::tensor({1.f, -1.f}));
@@ -109,17 +111,17 @@ TEST_CASE("lowrank tower: hand-computed outputs, with and without the activation
 }
 
 TEST_CASE("lowrank tower: a rank that is not low is refused with the reason") {
-  const auto err = create_error([] { builtin_registry().create_tower("lowrank", opts("d_in=8;d_out=4;rank=5")); });
+  const auto err = create_error([] { reg().create_tower("lowrank", opts("d_in=8;d_out=4;rank=5")); });
   CHECK(err.find("option 'rank' must be in [1, min(d_in, d_out) = 4], got 5") != std::string::npos);
   CHECK(err.find("use the linear tower") != std::string::npos);
-  CHECK(create_error([] { builtin_registry().create_tower("lowrank", opts("d_in=8;d_out=4;rank=0")); }).find("got 0") != std::string::npos);
-  CHECK(create_error([] { builtin_registry().create_tower("lowrank", opts("d_in=8;d_out=4;rank=4")); }).empty());  // full rank is allowed
+  CHECK(create_error([] { reg().create_tower("lowrank", opts("d_in=8;d_out=4;rank=0")); }).find("got 0") != std::string::npos);
+  CHECK(create_error([] { reg().create_tower("lowrank", opts("d_in=8;d_out=4;rank=4")); }).empty());  // full rank is allowed
 }
 
 // ------------------------------------------------------------------------------------ sigmoid
 
 TEST_CASE("sigmoid router: independent gates, unavailable towers at 0, optional normalisation") {
-  auto r = builtin_registry().create_router("sigmoid", opts("d_in=2;n_experts=3"));
+  auto r = reg().create_router("sigmoid", opts("d_in=2;n_experts=3"));
   CHECK(r->top_k() == 3);
   set(*r, "gate.weight", torch::zeros({3, 2}));
   set(*r, "gate.bias", torch::tensor({0.f, std::log(3.f), -std::log(3.f)}));
@@ -137,7 +139,7 @@ TEST_CASE("sigmoid router: independent gates, unavailable towers at 0, optional 
   CHECK(torch::equal(out.selected, avail));
   CHECK(std::isinf(out.logits[0][1].item<float>()));
 
-  auto n = builtin_registry().create_router("sigmoid", opts("d_in=2;n_experts=3;normalize=true"));
+  auto n = reg().create_router("sigmoid", opts("d_in=2;n_experts=3;normalize=true"));
   set(*n, "gate.weight", torch::zeros({3, 2}));
   set(*n, "gate.bias", torch::tensor({0.f, std::log(3.f), -std::log(3.f)}));
   CHECK(torch::allclose(n->forward(x, {}).weights, torch::tensor({0.5f / 1.5f, 0.75f / 1.5f, 0.25f / 1.5f}).expand({2, 3}), 1e-5));
@@ -146,13 +148,13 @@ TEST_CASE("sigmoid router: independent gates, unavailable towers at 0, optional 
   CHECK(n->forward(x, torch::zeros({2, 3}, torch::kBool)).weights.eq(0).all().item<bool>());
 
   // Gradients reach the gate.
-  auto g = builtin_registry().create_router("sigmoid", opts("d_in=4;n_experts=3"));
+  auto g = reg().create_router("sigmoid", opts("d_in=4;n_experts=3"));
   g->forward(torch::randn({5, 4}), {}).weights.sum().backward();
   CHECK(param(*g, "gate.weight").grad().abs().sum().item<double>() > 0);
 }
 
 TEST_CASE("topk router, k=1: weights exactly one-hot, yet the gate learns (straight-through)") {
-  auto r = builtin_registry().create_router("topk", opts("d_in=4;n_experts=3;k=1"));
+  auto r = reg().create_router("topk", opts("d_in=4;n_experts=3;k=1"));
   const auto x = torch::randn({6, 4});
   const auto avail = torch::tensor({1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1}, torch::kBool).view({6, 3});
   const auto out = r->forward(x, avail);
@@ -170,7 +172,7 @@ TEST_CASE("topk router, k=1: weights exactly one-hot, yet the gate learns (strai
 
 TEST_CASE("conditioned router: starts as a plain softmax router, then follows its context") {
   // 3 feature columns + 2 context columns.
-  auto r = builtin_registry().create_router("conditioned", opts("d_in=5;n_experts=3;n_context=2;temperature=2"));
+  auto r = reg().create_router("conditioned", opts("d_in=5;n_experts=3;n_context=2;temperature=2"));
   CHECK(r->in_features() == 5);
   CHECK(r->top_k() == 3);
   const auto feats = torch::randn({4, 3});
@@ -206,7 +208,7 @@ TEST_CASE("conditioned router: starts as a plain softmax router, then follows it
 }
 
 TEST_CASE("conditioned router: gradients reach the table row of the input's context only; top-k; random context") {
-  auto r = builtin_registry().create_router("conditioned", opts("d_in=6;n_experts=4;n_context=3;top_k=2;hidden=8"));
+  auto r = reg().create_router("conditioned", opts("d_in=6;n_experts=4;n_context=3;top_k=2;hidden=8"));
   CHECK(r->top_k() == 2);
   auto x = torch::cat({torch::randn({5, 3}), torch::zeros({5, 3})}, 1);
   x.select(1, 3 + 1).fill_(1);  // every input in context 1
@@ -227,17 +229,17 @@ TEST_CASE("conditioned router: gradients reach the table row of the input's cont
   CHECK(torch::allclose(rnd.weights.sum(1), torch::ones({7}), 1e-5));
   CHECK_THROWS_WITH(r->forward(torch::randn({2, 5}), {}), doctest::Contains("input must be [B, d_in=6]"));
 
-  CHECK(create_error([] { builtin_registry().create_router("conditioned", opts("d_in=3;n_experts=2;n_context=3")); })
+  CHECK(create_error([] { reg().create_router("conditioned", opts("d_in=3;n_experts=2;n_context=3")); })
             .find("must include the n_context=3 context columns and at least one feature column") != std::string::npos);
-  CHECK(create_error([] { builtin_registry().create_router("conditioned", opts("d_in=5;n_experts=2;n_context=1;top_k=3")); })
+  CHECK(create_error([] { reg().create_router("conditioned", opts("d_in=5;n_experts=2;n_context=1;top_k=3")); })
             .find("option 'top_k' must be in [0, n_experts=2]") != std::string::npos);
 }
 
 // ------------------------------------------------------------------------------------ losses
 
 TEST_CASE("kl loss: hand-computed value, T^2 scaling, gradient only into the student") {
-  auto kl1 = builtin_registry().create_loss("kl", opts("temperature=1"));
-  auto kl2 = builtin_registry().create_loss("kl", {});  // default T = 2
+  auto kl1 = reg().create_loss("kl", opts("temperature=1"));
+  auto kl2 = reg().create_loss("kl", {});  // default T = 2
   LossInput in;
   in.prediction = torch::zeros({1, 2}).set_requires_grad(true);  // student uniform
   in.teacher_prediction = torch::tensor({{std::log(3.f), 0.f}}).set_requires_grad(true);
@@ -259,7 +261,7 @@ TEST_CASE("kl loss: hand-computed value, T^2 scaling, gradient only into the stu
 }
 
 TEST_CASE("load_balance loss: 1 when balanced (top-1 and top-2), more when not, gradient through P") {
-  auto lb = builtin_registry().create_loss("load_balance", {});
+  auto lb = reg().create_loss("load_balance", {});
   LossInput in;
   in.router_logits = torch::zeros({4, 4}).set_requires_grad(true);
   in.router_selected = torch::eye(4).to(torch::kBool);  // top-1, each tower once
@@ -285,7 +287,7 @@ TEST_CASE("load_balance loss: 1 when balanced (top-1 and top-2), more when not, 
   topk.router_weights = torch::tensor({{1.f, 0.f}, {1.f, 0.f}});
   CHECK(value(lb->forward(topk)) == doctest::Approx(1.5));
   // probabilities=weights reads P from the weights instead: P = (1, 0), so 2 * 1.
-  CHECK(value(builtin_registry().create_loss("load_balance", opts("probabilities=weights"))->forward(topk)) == doctest::Approx(2.0));
+  CHECK(value(reg().create_loss("load_balance", opts("probabilities=weights"))->forward(topk)) == doctest::Approx(2.0));
   // Masked logits (-inf) and a row with nothing available stay finite.
   LossInput masked;
   masked.router_logits = torch::tensor({{0.f, -kInf}, {-kInf, -kInf}});
@@ -294,7 +296,7 @@ TEST_CASE("load_balance loss: 1 when balanced (top-1 and top-2), more when not, 
 }
 
 TEST_CASE("z_loss: mean squared logsumexp, masked entries and empty rows ignored") {
-  auto z = builtin_registry().create_loss("z_loss", {});
+  auto z = reg().create_loss("z_loss", {});
   LossInput in;
   in.router_logits = torch::tensor({{0.f, 0.f}, {std::log(3.f), 0.f}}).set_requires_grad(true);
   const double l2 = std::log(2.0), l4 = std::log(4.0);
@@ -314,8 +316,8 @@ TEST_CASE("z_loss: mean squared logsumexp, masked entries and empty rows ignored
 }
 
 TEST_CASE("routing_entropy: -H(batch mean) spreads load, per-sample H sharpens routing") {
-  auto batch = builtin_registry().create_loss("routing_entropy", {});
-  auto sample = builtin_registry().create_loss("routing_entropy", opts("per_sample=true"));
+  auto batch = reg().create_loss("routing_entropy", {});
+  auto sample = reg().create_loss("routing_entropy", opts("per_sample=true"));
   LossInput sure_balanced, unsure, collapsed;
   sure_balanced.router_weights = torch::eye(2).set_requires_grad(true);
   unsure.router_weights = torch::full({2, 2}, 0.5);
@@ -339,14 +341,14 @@ TEST_CASE("routing_entropy: -H(batch mean) spreads load, per-sample H sharpens r
   gates.router_weights = torch::tensor({{0.5f, 0.5f}});
   CHECK(value(sample->forward(gates)) == doctest::Approx(ln2));
   gates.router_logits = torch::tensor({{10.f, -10.f}});
-  CHECK(value(builtin_registry().create_loss("routing_entropy", opts("per_sample=true;probabilities=softmax"))->forward(gates)) <
+  CHECK(value(reg().create_loss("routing_entropy", opts("per_sample=true;probabilities=softmax"))->forward(gates)) <
         1e-6);
 }
 
 TEST_CASE("router losses: example_input fills the router fields and the self-tests pass") {
   for (const char* name : {"load_balance", "z_loss", "routing_entropy", "kl"}) {
     CAPTURE(name);
-    auto loss = builtin_registry().create_loss(name, {});
+    auto loss = reg().create_loss(name, {});
     const auto in = loss->example_input();
     if (std::string(name) != "kl") {
       CHECK(in.router_logits.defined());

@@ -189,6 +189,10 @@ TEST_CASE("a probe that speaks another protocol, or reports on stdout, is not be
   auto r = with_probe("echo '@nexus {\"event\":\"hello\",\"protocol\":1}' >&3; echo '@nexus {\"event\":\"done\"}' >&3");
   CHECK(r.status == Status::Broken);
   CHECK(r.reason.find("speaks probe protocol 1, this nexus " + std::to_string(registry::kProbeProtocol)) != std::string::npos);
+  // Events without a hello (a probe older than the protocol) are not taken for a report.
+  r = with_probe("echo '@nexus {\"event\":\"done\"}' >&3");
+  CHECK(r.status == Status::Broken);
+  CHECK(r.reason == "probe ended without a report while starting the probe");
   // A report on stdout instead of the report descriptor never reaches the parent.
   r = with_probe("echo '@nexus {\"event\":\"hello\",\"protocol\":" + std::to_string(registry::kProbeProtocol) +
                  "}'; echo '@nexus {\"event\":\"done\"}'");
