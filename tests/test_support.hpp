@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nexus/teacher.hpp>
+
 #include "nexus/registry/registry.hpp"
 
 namespace nexus::test {
@@ -60,6 +62,13 @@ inline std::string read_text(const fs::path& p) {
 // True if a file with this name is mapped into this process.
 inline bool is_mapped(const std::string& file_name) {
   return read_text("/proc/self/maps").find("/" + file_name) != std::string::npos;
+}
+
+// A batch of texts for a text teacher.
+inline TeacherInput texts(std::vector<std::string> t) {
+  TeacherInput in;
+  in.texts = std::move(t);
+  return in;
 }
 
 // The built-in plugins, scanned once per test process. Their probe results are cached for the

@@ -234,7 +234,7 @@ std::shared_ptr<void> Registry::create(const std::string& kind, const std::strin
                         ":" + why);
     std::string dirs;
     for (const auto& d : search_path_) dirs += "\n  " + d;
-    throw PluginError("no " + kind + " plugin named '" + name + "' (available: " + (available(kind).empty() ? "none" : join(available(kind))) +
+    throw PluginError("no " + kind + " plugin named '" + name + "' (available: " + join_or(available(kind), "none") +
                       "); searched:" + dirs);
   }
   const LibraryRecord* lib = nullptr;

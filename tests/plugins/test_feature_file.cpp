@@ -34,12 +34,6 @@ std::string open_error(const std::string& path, Options extra = {}) {
   return "";
 }
 
-TeacherInput texts(std::vector<std::string> t) {
-  TeacherInput in;
-  in.texts = std::move(t);
-  return in;
-}
-
 std::string raw_sha256(const std::string& data) {
   const auto hex = sha256_hex(data);
   std::string out;

@@ -81,12 +81,6 @@ std::string create_error(const Options& o) {
   return "";
 }
 
-TeacherInput texts(const std::vector<std::string>& t) {
-  TeacherInput in;
-  in.texts = t;
-  return in;
-}
-
 }  // namespace
 
 TEST_CASE("hf_encoder: tokens and embeddings match the transformers reference") {

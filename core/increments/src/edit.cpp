@@ -16,8 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool contains(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
-
 // The value under `key`, created empty (of `kind`) when the map does not have it.
 config::Node& child(config::Node& map, const std::string& key, config::Node::Kind kind) {
   if (!map.find(key)) {
@@ -117,7 +115,7 @@ Removal plan_removal(const config::Composition& base, const ComposedSystem& base
   std::vector<std::string> names;
   for (const auto& t : base.teachers) names.push_back(t.name);
   if (!contains(names, teacher))
-    throw InputError("run " + base_run + " has no teacher '" + teacher + "' (it has " + (names.empty() ? "-" : join(names)) + ")");
+    throw InputError("run " + base_run + " has no teacher '" + teacher + "' (it has " + join_or(names, "-") + ")");
   if (names.size() == 1) throw InputError("'" + teacher + "' is the run's only teacher: nothing would be left");
   if (base.router.input == "teacher:" + teacher)
     throw InputError("the router reads teacher '" + teacher + "''s features (router.input): change router.input first");

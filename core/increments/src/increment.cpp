@@ -32,8 +32,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-bool contains(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
-std::string or_dash(const std::vector<std::string>& v) { return v.empty() ? "-" : join(v); }
 std::string absolute(const std::string& path) { return fs::absolute(path).lexically_normal().string(); }
 
 // What the new run is made of: a composition edited and validated in memory, whose text the run
@@ -208,7 +206,7 @@ TrainResult Increment::train() {
     to.anti_forgetting = reg_.create_loss("kl", ko);
     to.anti_forgetting_weight = r_.kl_weight;
   }
-  spdlog::info("training {} on {} for {} steps; frozen: {}", or_dash(plan_.trained), or_dash(trained_tasks_), steps,
+  spdlog::info("training {} on {} for {} steps; frozen: {}", join_or(plan_.trained, "-"), join_or(trained_tasks_, "-"), steps,
                plan_.frozen.size());
   const auto t = Clock::now();
   const int64_t solo_steps =
@@ -320,7 +318,7 @@ Proof Increment::prove(const TrainResult& result) {
   for (const auto& h : base_comp_.heads)
     if (contains(plan_.removed_heads, h.name))
       p.lost_tasks.push_back({h.task, h.name, "no remaining teacher takes " + base_comp_.tasks.at(h.task).modality +
-                                                  " inputs (removed: " + or_dash(plan_.removed_teachers) + ")"});
+                                                  " inputs (removed: " + join_or(plan_.removed_teachers, "-") + ")"});
   p.timing = ph_;
   return p;
 }

@@ -9,8 +9,6 @@ namespace nexus {
 
 namespace {
 
-std::string or_dash(const std::vector<std::string>& v) { return v.empty() ? "-" : join(v); }
-
 nlohmann::json timing_json(const PhaseTimes& t) {
   return {{"cache_seconds", t.cache}, {"train_seconds", t.train}, {"eval_seconds", t.eval},
           {"train_and_eval_seconds", t.train + t.eval}, {"total_seconds", t.total()}, {"steps", t.steps}};
@@ -73,7 +71,7 @@ void print_timing(const Proof& p, std::ostream& out) {
   const auto& tm = p.timing;
   std::snprintf(line, sizeof line,
                 "\n  wall time: features %.1f s, training %.1f s (%lld steps on %s), evaluation %.1f s; total %.1f s\n",
-                tm.cache, tm.train, (long long)tm.steps, or_dash(p.trained_tasks).c_str(), tm.eval, tm.total());
+                tm.cache, tm.train, (long long)tm.steps, join_or(p.trained_tasks, "-").c_str(), tm.eval, tm.total());
   out << line;
   if (!p.full_retrain) return;
   const auto& f = p.full_retrain->timing;
@@ -122,8 +120,8 @@ nlohmann::json to_json(const Proof& p) {
 
 void print_proof(const Proof& p, std::ostream& out) {
   out << "\n" << p.kind << ": " << p.base_run << " -> " << p.run << "\n";
-  out << "  added teachers: " << or_dash(p.added_teachers) << "   removed: " << or_dash(p.removed_teachers)
-      << "   trained: " << or_dash(p.trained) << "\n";
+  out << "  added teachers: " << join_or(p.added_teachers, "-") << "   removed: " << join_or(p.removed_teachers, "-")
+      << "   trained: " << join_or(p.trained, "-") << "\n";
   if (!p.lost_tasks.empty()) {
     out << "  capabilities lost:\n";
     for (const auto& l : p.lost_tasks) out << "    " << l.task << " (head " << l.head << "): " << l.why << "\n";

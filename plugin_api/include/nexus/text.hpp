@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstddef>
+#include <iterator>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace nexus {
 
@@ -20,6 +22,19 @@ std::string join(const Range& items, const std::string& sep = ", ") {
     else out += item;
   }
   return out;
+}
+
+// join(items, sep), or `none` when there are no items ("-", "none").
+template <class Range>
+std::string join_or(const Range& items, const std::string& none, const std::string& sep = ", ") {
+  return std::begin(items) == std::end(items) ? none : join(items, sep);
+}
+
+// Whether `x` is one of `items`.
+inline bool contains(const std::vector<std::string>& items, const std::string& x) {
+  for (const auto& item : items)
+    if (item == x) return true;
+  return false;
 }
 
 // Without the leading and trailing spaces, tabs and newlines.
