@@ -24,6 +24,22 @@ void copy_into(const std::string& from, const fs::path& dir, const std::string& 
 
 std::string abi(unsigned major, unsigned minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
+registry::Registry scan_copy_of(const std::string& library, const TempDir& dir) {
+  copy_into(test_plugin(library), dir.path);
+  return scan_only({dir.str()});
+}
+
+// A registry that scanned a folder holding one test plugin, whose component `name` probed ok.
+struct OnePlugin {
+  TempDir dir;
+  registry::Registry reg;
+  const registry::ComponentRecord* c;
+  OnePlugin(const std::string& library, const std::string& name) : reg(scan_copy_of(library, dir)), c(row(reg, name)) {
+    REQUIRE(c != nullptr);
+    CHECK(c->status == Status::Ok);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("every built-in plugin probes ok, each from its own library") {
@@ -149,25 +165,15 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
 }
 
 TEST_CASE("a plugin that prints what looks like a probe report cannot forge one") {
-  TempDir dir;
-  copy_into(test_plugin("chatty_plugin.so"), dir.path);
-  auto reg = scan_only({dir.str()});
-  const auto* c = row(reg, "chatty_plugin");
-  REQUIRE(c != nullptr);
-  CHECK(c->status == Status::Ok);
-  CHECK(c->reason.empty());
-  CHECK(reg.create_tower("chatty_plugin", Options())->out_features() == 2);
+  OnePlugin p("chatty_plugin.so", "chatty_plugin");
+  CHECK(p.c->reason.empty());
+  CHECK(p.reg.create_tower("chatty_plugin", Options())->out_features() == 2);
 }
 
 TEST_CASE("the plugin guide's first example builds, loads and works as written") {
-  TempDir dir;
-  copy_into(test_plugin("doc_example_plugin.so"), dir.path);
-  auto reg = scan_only({dir.str()});
-  const auto* c = row(reg, "my_tower");
-  REQUIRE(c != nullptr);
-  CHECK(c->status == Status::Ok);
-  CHECK(c->plugin_name == "my_towers");
-  const auto tower = reg.create_tower("my_tower", Options().set("d_in", "5").set("d_out", "3"));
+  OnePlugin p("doc_example_plugin.so", "my_tower");
+  CHECK(p.c->plugin_name == "my_towers");
+  const auto tower = p.reg.create_tower("my_tower", Options().set("d_in", "5").set("d_out", "3"));
   CHECK(tower->forward(torch::ones({2, 5})).sizes() == torch::IntArrayRef{2, 3});
 }
 
