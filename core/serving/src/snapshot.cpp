@@ -72,7 +72,8 @@ Sources apply_overlays(const Recipe& recipe, config::Composition& comp, const re
         out.named.insert(m);
       }
     }
-    out.version += "+" + join(overlay.components, ",") + "=" + checkpoint_name(overlay.run.dir);
+    // Appended piece by piece: GCC 12 at C++20 (the CUDA build) warns falsely on "+" + std::string&&.
+    out.version.append("+").append(join(overlay.components, ",")).append("=").append(checkpoint_name(overlay.run.dir));
   }
   return out;
 }
