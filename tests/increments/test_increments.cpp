@@ -21,8 +21,9 @@ namespace {
 
 std::string teacher(const std::string& name, int width, const std::string& tower = "linear",
                     const std::string& modality = "tensor") {
-  return torchscript_teacher(name, modality, "[" + std::to_string(width) + "]", "def forward(self, x):\\n    return x * 1.0",
-                             "{plugin: " + tower + "}");
+  std::string shape = "[";  // appended, not "[" + std::to_string(...): GCC 12 at C++20 warns falsely on that
+  shape += std::to_string(width) + "]";
+  return torchscript_teacher(name, modality, shape, "def forward(self, x):\\n    return x * 1.0", "{plugin: " + tower + "}");
 }
 
 std::string composition(const std::string& teachers) {
