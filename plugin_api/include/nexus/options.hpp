@@ -208,7 +208,7 @@ class Options {
       if (!spec) {
         std::vector<std::string> names;
         for (const auto& s : specs) names.push_back(s.name);
-        throw OptionError("unknown option '" + key + "' (accepted: " + (names.empty() ? "none" : join(names)) + ")");
+        throw OptionError("unknown option '" + key + "' (accepted: " + join_or(names, "none") + ")");
       }
       auto expected = check_option_value(*spec, value);
       if (!expected.empty())
