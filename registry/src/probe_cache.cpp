@@ -47,9 +47,9 @@ ProbeCache::ProbeCache(std::string file) : file_(std::move(file)), impl_(std::ma
   }
 }
 
-std::optional<LibraryRecord> ProbeCache::lookup(const std::string& path, uint64_t size, int64_t mtime_ns) const {
+std::optional<LibraryRecord> ProbeCache::lookup(const std::string& path, const std::string& sha256) const {
   auto it = impl_->entries.find(path);
-  if (it == impl_->entries.end() || it->second.size != size || it->second.mtime_ns != mtime_ns) return std::nullopt;
+  if (it == impl_->entries.end() || sha256.empty() || it->second.sha256 != sha256) return std::nullopt;
   auto rec = it->second;
   rec.from_cache = true;
   rec.probe_seconds = 0;

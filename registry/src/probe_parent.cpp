@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 
 #include "nexus/registry/probe.hpp"
 #include "nexus/version.hpp"
@@ -135,8 +136,8 @@ Child spawn_probe(const std::string& exe, const std::string& path) {
   return child;
 }
 
-// Reads the child's report until it closes its end or the deadline passes (then kills its
-// process group); reaps it. Returns false on a timeout.
+// Reads the child's report until it closes its end, then waits for it to exit; if the deadline
+// passes first, kills its process group. Reaps it. Returns false on a timeout.
 bool collect(Child& child, std::chrono::steady_clock::time_point deadline, Report& report, int& wstatus) {
   std::string pending;
   bool timed_out = false;
@@ -161,8 +162,18 @@ bool collect(Child& child, std::chrono::steady_clock::time_point deadline, Repor
     }
   }
   ::close(child.report);
-  if (timed_out) ::kill(-child.pid, SIGKILL);
-  while (::waitpid(child.pid, &wstatus, 0) < 0 && errno == EINTR) {
+  // A closed report does not mean an exited child: one that closes its descriptor, or finishes
+  // its report, and then stops without exiting gets the same deadline.
+  while (!timed_out) {
+    const pid_t done = ::waitpid(child.pid, &wstatus, WNOHANG);
+    if (done == child.pid || (done < 0 && errno != EINTR)) break;
+    if (std::chrono::steady_clock::now() >= deadline) timed_out = true;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (timed_out) {
+    ::kill(-child.pid, SIGKILL);  // the whole group: whatever the probe started goes too
+    while (::waitpid(child.pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
   }
   if (!timed_out && !pending.empty()) report.consume(pending);
   return !timed_out;

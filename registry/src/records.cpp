@@ -54,7 +54,7 @@ nlohmann::json to_json(const LibraryRecord& l) {
   nlohmann::json comps = nlohmann::json::array();
   for (const auto& c : l.components) comps.push_back(to_json(c));
   return {{"path", l.path},       {"size", l.size},
-          {"mtime_ns", l.mtime_ns}, {"status", to_string(l.status)},
+          {"mtime_ns", l.mtime_ns}, {"sha256", l.sha256}, {"status", to_string(l.status)},
           {"reason", l.reason},   {"plugin", l.plugin_name},
           {"version", l.plugin_version}, {"abi", l.abi},
           {"torch_version", l.torch_version}, {"cxx11_abi", l.cxx11_abi},
@@ -66,6 +66,7 @@ LibraryRecord library_from_json(const nlohmann::json& j) {
   l.path = j.value("path", "");
   l.size = j.value("size", uint64_t{0});
   l.mtime_ns = j.value("mtime_ns", int64_t{0});
+  l.sha256 = j.value("sha256", "");
   l.status = status_from_string(j.value("status", "ok"));
   l.reason = j.value("reason", "");
   l.plugin_name = j.value("plugin", "");

@@ -13,7 +13,7 @@
 // corrupts only the child. Libraries are probed a few at a time.
 //
 // Cache states: a probe result is kept in <cache>/plugin-probes.json keyed on the library's
-// (path, size, mtime) and the host (nexus version, plugin ABI, libtorch, C++ ABI, CUDA flavour,
+// path and content (sha256) and the host (nexus version, plugin ABI, libtorch, C++ ABI, CUDA flavour,
 // probe protocol). A hit is trusted without running the library; a miss, or any change of the
 // file or the host, probes again. Statuses: ok, broken (with the probe's reason), incompatible
 // (the handshake's), duplicate (shadowed by an earlier library).
@@ -26,9 +26,9 @@
 
 #include <boost/dll/shared_library.hpp>
 #include <nexus/plugin_api.hpp>
+#include <nexus/sha256.hpp>
 #include <nexus/text.hpp>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -65,9 +65,19 @@ std::shared_ptr<boost::dll::shared_library> load_resident(const LibraryRecord& l
   static std::mutex mutex;
   static std::map<std::string, std::shared_ptr<boost::dll::shared_library>> loaded;
   std::lock_guard<std::mutex> lock(mutex);
-  const auto key = lib.path + "|" + std::to_string(lib.size) + "|" + std::to_string(lib.mtime_ns);
+  const auto key = lib.path + "|" + lib.sha256;
   auto& slot = loaded[key];
   if (!slot) {
+    // What was probed is what gets loaded: a library changed since its probe could be anything.
+    std::string now;
+    try {
+      now = sha256_file(lib.path);
+    } catch (const std::exception&) {
+    }
+    if (now != lib.sha256) {
+      loaded.erase(key);
+      throw PluginError("plugin library " + lib.path + " changed since it was probed; not loading it (run the command again)");
+    }
     try {
       slot = std::make_shared<boost::dll::shared_library>(
           lib.path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -139,11 +149,14 @@ void Registry::scan() {
                        : "");
   libraries_.resize(files.size());
   std::vector<size_t> to_probe;
+  std::vector<std::string> digests(files.size());
   for (size_t i = 0; i < files.size(); ++i) {
-    struct stat st {};
-    ::stat(files[i].c_str(), &st);
-    const int64_t mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    if (auto hit = cache.lookup(files[i], uint64_t(st.st_size), mtime)) libraries_[i] = *hit;
+    try {
+      digests[i] = sha256_file(files[i]);
+    } catch (const std::exception&) {
+      // unreadable: probed (and reported) like any other library
+    }
+    if (auto hit = cache.lookup(files[i], digests[i])) libraries_[i] = *hit;
     else to_probe.push_back(i);
   }
   // Probes are separate processes that mostly wait on dlopen and libtorch start-up: run a few at once.
@@ -154,6 +167,7 @@ void Registry::scan() {
       running.push_back(std::async(std::launch::async, probe_in_child, files[to_probe[k]], options_.probe_timeout_seconds));
     for (size_t k = 0; k < running.size(); ++k) {
       auto rec = running[k].get();
+      rec.sha256 = digests[to_probe[b + k]];  // hashed before the probe: a later change fails the load check
       spdlog::debug("probed {} in {:.2f} s: {}", rec.path, rec.probe_seconds, to_string(rec.status));
       libraries_[to_probe[b + k]] = rec;
       cache.store(rec);

@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "nexus/base/files.hpp"
 #include "nexus/registry/handshake.hpp"
 #include "nexus/registry/probe.hpp"
 #include "test_support.hpp"
@@ -76,7 +77,7 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
   }
   for (auto lib : {"no_exports_plugin.so", "abi_major_plugin.so", "abi_minor_plugin.so", "torch_mismatch_plugin.so",
                    "cxx11_mismatch_plugin.so", "throwing_plugin.so", "segfault_plugin.so", "hanging_plugin.so",
-                   "good_plugin.so"})
+                   "silent_plugin.so", "good_plugin.so"})
     copy_into(test_plugin(lib), dir.path);
   copy_into(test_plugin("good_plugin.so"), dir2.path);  // same plugin again, later in the search path
   for (auto lib : {"nexus_towers.so"}) copy_into(builtin(lib), dir.path);
@@ -127,6 +128,9 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
   CHECK(reason("segfault_plugin") == "probe crashed with signal 11 (SIGSEGV) while creating tower 'segfault_plugin'");
   CHECK(status("hanging_plugin") == Status::Broken);
   CHECK(reason("hanging_plugin") == "probe timed out after 3 s while creating tower 'hanging_plugin'");
+  // Closing its report without exiting does not stall the scan either.
+  CHECK(status("silent_plugin") == Status::Broken);
+  CHECK(reason("silent_plugin") == "probe timed out after 3 s while creating tower 'silent_plugin'");
 
   // The first good_plugin wins; the copy later in the search path is listed as a duplicate.
   const auto first = fs::canonical(dir.path / "good_plugin.so").string();
@@ -141,7 +145,7 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
                                ", which comes first in the search path");
 
   // None of the broken libraries was ever loaded into this process...
-  for (auto lib : {"segfault_plugin.so", "hanging_plugin.so", "throwing_plugin.so", "abi_major_plugin.so",
+  for (auto lib : {"segfault_plugin.so", "hanging_plugin.so", "silent_plugin.so", "throwing_plugin.so", "abi_major_plugin.so",
                    "torch_mismatch_plugin.so", "truncated.so"})
     CHECK_MESSAGE(!is_mapped(lib), lib);
   // ...and the good ones still work.
@@ -206,7 +210,7 @@ TEST_CASE("a probe that speaks another protocol, or reports on stdout, is not be
   CHECK(r.reason == "probe ended without a report while starting the probe");
 }
 
-TEST_CASE("probe results are cached on (path, size, mtime)") {
+TEST_CASE("probe results are cached on (path, content)") {
   TempDir plugins, cache;
   copy_into(test_plugin("good_plugin.so"), plugins.path);
   copy_into(test_plugin("throwing_plugin.so"), plugins.path);
@@ -215,12 +219,45 @@ TEST_CASE("probe results are cached on (path, size, mtime)") {
   auto second = scan_only({plugins.str()}, 30.0, cache.str());
   for (const auto& lib : second.libraries()) CHECK(lib.from_cache);
   CHECK(row(second, "throwing_plugin")->reason == "factory failed: weights file is corrupt");
-  // Replacing a library (new mtime) makes it probed again; the other stays cached.
-  const auto p = plugins.path / "good_plugin.so";
-  fs::last_write_time(p, fs::last_write_time(p) + std::chrono::seconds(5));
+  // Touching a library changes nothing: the content is the key.
+  const auto good = plugins.path / "good_plugin.so";
+  fs::last_write_time(good, fs::last_write_time(good) + std::chrono::seconds(5));
   auto third = scan_only({plugins.str()}, 30.0, cache.str());
-  for (const auto& lib : third.libraries())
-    CHECK(lib.from_cache == (fs::path(lib.path).filename() == "throwing_plugin.so"));
+  for (const auto& lib : third.libraries()) CHECK(lib.from_cache);
+  // Changing a library in place, size and modification time kept, makes it probed again (a key
+  // of size and mtime would trust the old result); the other stays cached.
+  const auto throwing = plugins.path / "throwing_plugin.so";
+  const auto mtime = fs::last_write_time(throwing);
+  auto bytes = read_file(throwing);
+  const auto at = bytes.find("weights file is corrupt");
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, 7, "WEIGHTS");
+  {
+    std::ofstream out(throwing, std::ios::binary | std::ios::in);  // in place: no new file, same size
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+  }
+  fs::last_write_time(throwing, mtime);
+  auto fourth = scan_only({plugins.str()}, 30.0, cache.str());
+  for (const auto& lib : fourth.libraries())
+    CHECK(lib.from_cache == (fs::path(lib.path).filename() == "good_plugin.so"));
+  CHECK(row(fourth, "throwing_plugin")->reason == "factory failed: WEIGHTS file is corrupt");
+}
+
+TEST_CASE("a library changed after its probe is not loaded") {
+  TempDir plugins, cache;
+  copy_into(test_plugin("good_plugin.so"), plugins.path, "changed_after_probe.so");
+  auto reg = scan_only({plugins.str()}, 30.0, cache.str());
+  REQUIRE(row(reg, "good_plugin_tower")->status == Status::Ok);
+  // Replaced after the scan, before the first load: the probe's verdict is about other bytes.
+  fs::remove(plugins.path / "changed_after_probe.so");
+  copy_into(test_plugin("segfault_plugin.so"), plugins.path, "changed_after_probe.so");
+  try {
+    reg.create_tower("good_plugin_tower", Options());
+    FAIL("expected PluginError");
+  } catch (const registry::PluginError& e) {
+    CHECK(std::string(e.what()).find("changed since it was probed; not loading it") != std::string::npos);
+  }
+  CHECK_FALSE(is_mapped("changed_after_probe.so"));
 }
 
 TEST_CASE("search path order: --plugin-path, NEXUS_PLUGIN_PATH, then defaults") {

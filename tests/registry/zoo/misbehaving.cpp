@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <unistd.h>
+
 namespace {
 class Misbehaving : public nexus::Tower {
  public:
@@ -17,6 +19,10 @@ class Misbehaving : public nexus::Tower {
     volatile int* p = reinterpret_cast<volatile int*>(std::uintptr_t(16));
     *p = 1;  // a real invalid write, as a buggy factory would do
 #elif MISBEHAVE == 3
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+#elif MISBEHAVE == 5
+    // Stops talking without exiting: the report descriptor closes, the process lives on.
+    ::close(3);  // kProbeReportFd
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 #elif MISBEHAVE == 4
     // Chatter on stdout that looks like the probe's own report: it must not count as one.

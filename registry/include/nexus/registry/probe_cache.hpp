@@ -1,5 +1,6 @@
-// Probe results keyed on (path, size, mtime, host ABI): a library is probed again only when it
-// or the host changed.
+// Probe results keyed on (path, sha256 of the content, host ABI): a library is probed again when
+// any byte of it, or the host, changed. Size and modification time are no key: both can be kept
+// while the content changes (a copy with `cp -p`, `touch -r`, a build that writes in place).
 #pragma once
 
 #include <memory>
@@ -13,7 +14,7 @@ namespace nexus::registry {
 class ProbeCache {
  public:
   explicit ProbeCache(std::string file);  // "" disables the cache
-  std::optional<LibraryRecord> lookup(const std::string& path, uint64_t size, int64_t mtime_ns) const;
+  std::optional<LibraryRecord> lookup(const std::string& path, const std::string& sha256) const;
   void store(const LibraryRecord& record);
   void save() const;  // atomic: write a temporary file, then rename
 

@@ -26,6 +26,7 @@ struct LibraryRecord {
   std::string path;  // canonical
   uint64_t size = 0;
   int64_t mtime_ns = 0;
+  std::string sha256;  // of the file's content when it was probed: what the probe result is about
   Status status = Status::Ok;
   std::string reason;
   std::string plugin_name, plugin_version;
