@@ -4,9 +4,13 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
+#include <functional>
 #include <thread>
 
+#include "nexus/base/files.hpp"
 #include "nexus/data/feature_cache.hpp"
 #include "test_support.hpp"
 
@@ -308,4 +312,57 @@ TEST_CASE("a whole build takes over the shards that parts left") {
   CHECK(m.complete);
   CHECK(torch::equal(cache.load(m), rows_of(0, 40, 2)));
   CHECK_THROWS_AS(cache.build(key, 40, 2, enc, [] { auto b = shards_of(8); b.part = {2, 2}; return b; }()), CacheError);
+}
+
+TEST_CASE("a manifest that lists too few shards is not trusted; verify names the gap, a build fills it") {
+  TempDir dir;
+  FeatureCache cache(dir.str());
+  int calls = 0;
+  auto enc = [&](int64_t f, int64_t n) {
+    ++calls;
+    return rows_of(f, n, 4);
+  };
+  auto m = cache.build(key_for("a", "fp-a"), 100, 4, enc, shards_of(32));
+  REQUIRE(calls == 4);
+  // Drop shard 1 (rows 32..63) from the manifest, which still says complete.
+  const auto file = fs::path(m.dir) / "manifest.json";
+  auto j = nlohmann::json::parse(read_file(file));
+  j["shards"].erase(1);
+  write_file_atomically(file, j.dump());
+  const auto edited = *cache.find(key_for("a", "fp-a"));
+  CHECK(edited.complete);
+  CHECK(coverage_gaps(edited) == std::vector<std::string>{"rows 32..63 are in no shard"});
+  const auto problems = cache.verify(edited);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0] == "entry " + m.dir + ": rows 32..63 are in no shard (the manifest lists 3 shards): rerun the cache build to fill them");
+  // Loading would have left those rows as whatever memory held.
+  CHECK_THROWS_WITH_AS(cache.load(edited), doctest::Contains("rows 32..63 are in no shard"), CacheError);
+  // A build computes only the missing shard, and the entry is whole again.
+  auto rebuilt = cache.build(key_for("a", "fp-a"), 100, 4, enc, shards_of(32));
+  CHECK(calls == 5);
+  CHECK(coverage_gaps(rebuilt).empty());
+  CHECK(torch::equal(cache.load(rebuilt), rows_of(0, 100, 4)));
+}
+
+TEST_CASE("a manifest's numbers and file names are bounded before anything trusts them") {
+  TempDir dir;
+  FeatureCache cache(dir.str());
+  auto m = cache.build(key_for("a", "fp-a"), 64, 4, [](int64_t f, int64_t n) { return rows_of(f, n, 4); }, shards_of(32));
+  const auto file = fs::path(m.dir) / "manifest.json";
+  const auto original = read_file(file);
+  const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>> edits{
+      {[](nlohmann::json& j) { j["shards"][0]["file"] = "../../outside.nxf"; }, "shard file '../../outside.nxf' is not a shard name"},
+      {[](nlohmann::json& j) { j["shards"][0]["file"] = "/etc/passwd"; }, "is not a shard name"},
+      {[](nlohmann::json& j) { j["shards"][1]["first_row"] = 40; }, "shard shard-00001.nxf covers rows outside 0..64"},
+      {[](nlohmann::json& j) { j["shards"][0]["rows"] = -32; }, "covers rows outside"},
+      {[](nlohmann::json& j) { j["rows"] = int64_t(1) << 62; }, "rows must be between 0 and"},
+      {[](nlohmann::json& j) { j["width"] = int64_t(1) << 40; }, "width must be between 1 and"},
+      {[](nlohmann::json& j) { j["shards"][0]["bytes"] = 1; }, "records 1 bytes, its rows need 544"},
+  };
+  for (const auto& [edit, message] : edits) {
+    auto j = nlohmann::json::parse(original);
+    edit(j);
+    write_file_atomically(file, j.dump());
+    CHECK_THROWS_WITH_AS(cache.find(key_for("a", "fp-a")), doctest::Contains(message.c_str()), CacheError);
+  }
 }

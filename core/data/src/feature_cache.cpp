@@ -47,6 +47,38 @@ nlohmann::json to_json(const Manifest& m) {
           {"shard_rows", m.shard_rows}, {"dtype", to_string(m.dtype)}, {"complete", m.complete}, {"shards", shards}};
 }
 
+std::string shard_name(size_t index) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "shard-%05zu.nxf", index);
+  return buf;
+}
+
+// What a manifest says must be possible before anything trusts it: sizes within bounds (so that
+// no product overflows and nothing is allocated from a made-up number) and shard files that are
+// plain names inside the entry's folder. Throws std::invalid_argument naming what is wrong.
+void check_bounds(const Manifest& m) {
+  const auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+  };
+  need(m.rows >= 0 && m.rows <= kMaxRows, "rows must be between 0 and " + std::to_string(kMaxRows));
+  need(m.width > 0 && m.width <= kMaxWidth, "width must be between 1 and " + std::to_string(kMaxWidth));
+  need(m.shard_rows > 0 && m.shard_rows <= kMaxRows, "shard_rows must be between 1 and " + std::to_string(kMaxRows));
+  need(m.shards.size() <= size_t(m.rows / m.shard_rows + 1), "more shards than rows need");
+  const uint64_t element = m.dtype == DType::F16 ? 2 : 4;
+  for (const auto& s : m.shards) {
+    unsigned index = 0;
+    int used = 0;
+    need(std::sscanf(s.file.c_str(), "shard-%5u.nxf%n", &index, &used) == 1 && size_t(used) == s.file.size() &&
+             s.file == shard_name(index),
+         "shard file '" + s.file + "' is not a shard name (shard-NNNNN.nxf in the entry's folder)");
+    need(s.first_row >= 0 && s.rows > 0 && s.first_row <= m.rows - s.rows,
+         "shard " + s.file + " covers rows outside 0.." + std::to_string(m.rows));
+    need(s.bytes == sizeof(ShardHeader) + uint64_t(s.rows) * uint64_t(m.width) * element,
+         "shard " + s.file + " records " + std::to_string(s.bytes) + " bytes, its rows need " +
+             std::to_string(sizeof(ShardHeader) + uint64_t(s.rows) * uint64_t(m.width) * element));
+  }
+}
+
 Manifest manifest_from(const fs::path& file) {
   Manifest m;
   try {
@@ -65,6 +97,7 @@ Manifest manifest_from(const fs::path& file) {
     m.complete = j.at("complete");
     for (const auto& s : j.at("shards"))
       m.shards.push_back({s.at("file"), s.at("first_row"), s.at("rows"), s.at("bytes"), s.at("sha256")});
+    check_bounds(m);
   } catch (const std::exception& e) {
     throw CacheError("corrupt cache manifest " + file.string() + ": " + e.what());
   }
@@ -167,11 +200,6 @@ void remove_part_manifests(const fs::path& dir) {
   for (const auto& p : parts) fs::remove(p, ec);
 }
 
-std::string shard_name(size_t index) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "shard-%05zu.nxf", index);
-  return buf;
-}
 
 }  // namespace
 
@@ -245,7 +273,12 @@ Manifest FeatureCache::build(const EntryKey& key, int64_t rows, int64_t width, c
   if (fs::exists(dir / "manifest.json")) {
     entry = manifest_from(dir / "manifest.json");
     check_settings(entry, dir / "manifest.json", rows, width, options);
-    if (entry.complete) return entry;
+    const auto gaps = coverage_gaps(entry);
+    if (entry.complete && gaps.empty()) return entry;
+    if (entry.complete) {
+      spdlog::warn("cache entry {} says complete but {}; computing what is missing", dir.string(), gaps.front());
+      entry.complete = false;
+    }
   }
   // What this builder records: the entry itself, or its own part.
   const std::string file = part.whole() ? "manifest.json" : part_stem(part) + ".json";
@@ -367,11 +400,30 @@ Manifest FeatureCache::merge(const EntryKey& key, int64_t rows, int64_t width, c
   return m;
 }
 
+std::vector<std::string> coverage_gaps(const Manifest& m) {
+  auto shards = m.shards;
+  sort_by_row(shards);
+  std::vector<std::string> gaps;
+  const auto rows = [](int64_t a, int64_t b) { return "rows " + std::to_string(a) + ".." + std::to_string(b - 1); };
+  int64_t next = 0;
+  for (const auto& s : shards) {
+    if (s.first_row > next) gaps.push_back(rows(next, s.first_row) + " are in no shard");
+    if (s.first_row < next) gaps.push_back(rows(s.first_row, std::min(next, s.first_row + s.rows)) + " are in two shards");
+    next = std::max(next, s.first_row + s.rows);
+  }
+  if (next < m.rows) gaps.push_back(rows(next, m.rows) + " are in no shard");
+  return gaps;
+}
+
 std::vector<std::string> FeatureCache::verify(const Manifest& m) const {
   std::vector<std::string> problems;
   if (!m.complete) problems.push_back("entry " + m.dir + " is incomplete (" + std::to_string(m.cached_rows()) + "/" +
                                       std::to_string(m.rows) + " rows): rerun the cache build to finish it (after " +
                                       "`cache build --part`, `cache merge`)");
+  else
+    for (const auto& gap : coverage_gaps(m))
+      problems.push_back("entry " + m.dir + ": " + gap + " (the manifest lists " + std::to_string(m.shards.size()) +
+                         " shards): rerun the cache build to fill them");
   for (const auto& s : m.shards) {
     const auto path = fs::path(m.dir) / s.file;
     std::error_code ec;
@@ -392,6 +444,9 @@ std::vector<std::string> FeatureCache::verify(const Manifest& m) const {
 
 at::Tensor FeatureCache::load(const Manifest& m, bool verify_checksums) const {
   if (!m.complete) throw CacheError("cache entry " + m.dir + " is incomplete; rerun the cache build");
+  // Rows no shard covers would be read as whatever memory held: never trusted.
+  if (const auto gaps = coverage_gaps(m); !gaps.empty())
+    throw CacheError("cache entry " + m.dir + ": " + gaps.front() + "; rerun the cache build to fill them");
   if (verify_checksums) {
     const auto problems = verify(m);
     if (!problems.empty()) throw CacheError(problems.front() + " (the entry will not be used; `nexus cache gc` removes it)");

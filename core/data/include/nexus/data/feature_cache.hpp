@@ -61,6 +61,16 @@ struct Manifest {
   int64_t cached_rows() const;
 };
 
+// Bounds on what a manifest may say (checked when it is read): far beyond any real dataset or
+// teacher, small enough that rows x width x 4 bytes cannot overflow.
+constexpr int64_t kMaxRows = int64_t(1) << 36;
+constexpr int64_t kMaxWidth = int64_t(1) << 20;
+
+// Rows of the entry that no shard, or more than one, covers ("rows 100..199 are in no shard");
+// empty when the shards cover exactly rows 0..rows-1. A complete entry with gaps is not used: a
+// build computes what is missing, `cache verify` names it.
+std::vector<std::string> coverage_gaps(const Manifest& m);
+
 // Which share of an entry's shards a builder computes. Shard i of the entry with key id K belongs
 // to part (i + s(K)) % count, s(K) a number taken from K: entries start at different parts, so
 // that the many entries smaller than one shard spread over the parts instead of all going to 0.
