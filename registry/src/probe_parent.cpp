@@ -162,18 +162,24 @@ bool collect(Child& child, std::chrono::steady_clock::time_point deadline, Repor
     }
   }
   ::close(child.report);
-  // A closed report does not mean an exited child: one that closes its descriptor, or finishes
-  // its report, and then stops without exiting gets the same deadline.
+  // A closed report does not mean an exited child: one that closes its descriptor and then stops
+  // without exiting gets the same deadline. One whose report is complete (done, or an error) but
+  // that is slow to exit (static destructors on a loaded machine) is stopped then and believed.
+  bool stuck = false;
   while (!timed_out) {
     const pid_t done = ::waitpid(child.pid, &wstatus, WNOHANG);
     if (done == child.pid || (done < 0 && errno != EINTR)) break;
-    if (std::chrono::steady_clock::now() >= deadline) timed_out = true;
-    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (std::chrono::steady_clock::now() >= deadline) stuck = true;
+    if (stuck) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (timed_out) {
+  const bool complete = report.done || report.have_error;
+  if (timed_out || stuck) {
     ::kill(-child.pid, SIGKILL);  // the whole group: whatever the probe started goes too
     while (::waitpid(child.pid, &wstatus, 0) < 0 && errno == EINTR) {
     }
+    if (stuck && complete) wstatus = 0;  // its verdict was in: the lingering is not its fault
+    else timed_out = true;
   }
   if (!timed_out && !pending.empty()) report.consume(pending);
   return !timed_out;

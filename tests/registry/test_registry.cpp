@@ -89,7 +89,11 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
     REQUIRE_MESSAGE(r != nullptr, name);
     return r->reason;
   };
-  auto status = [&](const std::string& name) { return row(reg, name)->status; };
+  auto status = [&](const std::string& name) {
+    const auto* r = row(reg, name);
+    REQUIRE_MESSAGE(r != nullptr, name);
+    return r->status;
+  };
 
   CHECK(status("not_a_library.so") == Status::Broken);
   CHECK(reason("not_a_library.so") == "not a shared library: the file does not start with an ELF header");
