@@ -23,11 +23,12 @@ using namespace nexus::test;
 
 namespace {
 
-// Two teachers of one input (6 numbers); teacher `a` refuses an input with a value above 3, as a
-// teacher that breaks on some inputs would.
+// Two teachers of one input (6 numbers); teacher `a` refuses an input with a value above 3, or one
+// that starts with two values of 1 (255 as served), as a teacher that breaks on some inputs would.
 const std::string kServed = test_composition(
     "served",
-    torchscript_teacher("a", "tensor", "[6]", "def forward(self, x):\\n    assert bool((x <= 3.0).all()), \\\"poisoned input\\\"\\n    return x") +
+    torchscript_teacher("a", "tensor", "[6]", "def forward(self, x):\\n    assert bool((x <= 3.0).all()) and not bool(((x[:, 0] == 1.0) & (x[:, 1] == 1.0)).any()), "
+                        "\\\"poisoned input\\\"\\n    return x") +
         torchscript_teacher("b", "tensor", "[6]", "def forward(self, x):\\n    return x[:, :4] * 2.0", "{plugin: mlp, options: {hidden: 16}}"),
     "synth", 3, synthetic_training(40));
 
@@ -53,7 +54,7 @@ struct ServedRuns {
     o.run_dir = (dir.path / name).string();
     o.progress = false;
     train(comp, sys, {data}, o);
-    run::write_run_info(o.run_dir, {composition, "", {"trainer.seed=" + std::to_string(seed)}, "", ""});
+    run::write_run_info(o.run_dir, {composition, "", {"trainer.seed=" + std::to_string(seed)}, "", "", {}}, plugin_catalog(reg));
     return o.run_dir;
   }
 
@@ -112,7 +113,7 @@ TEST_CASE("serving: predictions are the run's own outputs, from one named snapsh
     const auto& routing = preds[size_t(i)].at("routing");
     CHECK(routing.at("a").get<double>() + routing.at("b").get<double>() == doctest::Approx(1.0));
   }
-  const auto embed = service.embed(predict_body(inputs));
+  const auto embed = service.embed(nlohmann::json{{"task", "synth"}, {"inputs", inputs}}.dump());
   REQUIRE(embed.status == 200);
   CHECK(embed.body.at("embeddings").size() == 3);
   CHECK(embed.body.at("embeddings")[0].size() == 8);
@@ -137,14 +138,15 @@ TEST_CASE("serving: malformed requests are answered 4xx with the reason, and cou
   CHECK(error_of(r) == "unknown task 'nope' (this run serves synth)");
   r = ask(R"({"task": "synth", "inputs": [[1,2,3,4,5]]})");
   CHECK(r.status == 400);
-  CHECK(error_of(r) == "an image must have 6 values (6), got 5");
+  CHECK(error_of(r) == "an image must have 6 values, got 5 (shape 6)");
   r = ask(predict_body(std::vector<std::vector<double>>(257, std::vector<double>(6, 1.0))));
   CHECK(r.status == 400);
   CHECK(error_of(r) == "at most 256 inputs per request, got 257");
-  // A teacher that throws on an input: 422 with its reason, and the server goes on.
-  r = ask(predict_body({{1000, 1, 1, 1, 1, 1}}));
+  // A teacher that throws on an input: 422 naming the incident (the teacher's message, which may
+  // name its files, goes to the log only), and the server goes on.
+  r = ask(predict_body({{255, 255, 1, 1, 1, 1}}));
   CHECK(r.status == 422);
-  CHECK(error_of(r).find("poisoned input") != std::string::npos);
+  CHECK(error_of(r) == "the system could not process these inputs (incident 1 in the server log)");
   CHECK(ask(predict_body({{1, 1, 1, 1, 1, 1}})).status == 200);
 
   const auto metrics = service.metrics_text();
@@ -152,6 +154,47 @@ TEST_CASE("serving: malformed requests are answered 4xx with the reason, and cou
   CHECK(metrics.find("nexus_requests_total{endpoint=\"predict\",code=\"404\"} 1") != std::string::npos);
   CHECK(metrics.find("nexus_requests_total{endpoint=\"predict\",code=\"422\"} 1") != std::string::npos);
   CHECK(metrics.find("nexus_request_seconds_count{endpoint=\"predict\"} 8") != std::string::npos);
+
+  // Bounded request JSON: every one of these is a 400 before any forward. The deep one crashed
+  // the server (a recursive walk over the image), "routing" of another type was a 500 after the
+  // forward, and 1e300 was cast to float (undefined behaviour).
+  const auto deep = R"({"task": "synth", "inputs": [)" + std::string(100000, '[') + std::string(100000, ']') + "]}";
+  const std::vector<std::pair<std::string, std::string>> refused{
+      {deep, "JSON nested more than 32 levels deep"},
+      {R"({"task": "synth", "inputs": [[1,2,3,4,5,6]], "routing": "yes"})", "'routing' must be true or false"},
+      {R"({"task": "synth", "inputs": [[1,2,3,4,5,6]], "rooting": true})", "unknown field 'rooting' (expected task, inputs, routing)"},
+      {R"({"task": "synth", "inputs": [[1e300,2,3,4,5,6]]})", "pixel values must be between 0 and 255, got 1e+300 (shape 6)"},
+      {R"({"task": "synth", "inputs": [[-1,2,3,4,5,6]]})", "pixel values must be between 0 and 255, got -1 (shape 6)"},
+      {R"({"task": "synth", "inputs": [[true,2,3,4,5,6]]})", "an image must be an array of numbers (0-255), found a boolean (shape 6)"},
+      {R"({"task": "synth", "inputs": [[1,2,3,4,5,6,7]]})", "an image must have 6 values, got more (shape 6)"},
+      {R"({"task": "synth", "inputs": [[[1,2,3],[4,5,6]]]})", ""},
+  };
+  for (const auto& [body, message] : refused) {
+    r = ask(body);
+    if (message.empty()) {
+      CHECK(r.status == 200);  // nesting rows is fine: only the count of values matters
+      continue;
+    }
+    CHECK(r.status == 400);
+    CHECK(error_of(r) == message);
+  }
+  r = service.answer("embed", [&] { return service.embed(R"({"task": "synth", "inputs": [[1,2,3,4,5,6]], "routing": true})"); });
+  CHECK(r.status == 400);
+  CHECK(error_of(r) == "unknown field 'routing' (expected task, inputs)");
+  // Anything unexpected is a 500 that names an incident, never the exception's text.
+  r = service.answer("predict", []() -> serving::Reply { throw std::runtime_error("cannot open /secret/path/model.pt"); });
+  CHECK(r.status == 500);
+  CHECK(error_of(r) == "internal error (incident 2 in the server log)");
+}
+
+TEST_CASE("metrics: label values are escaped as the text exposition format says") {
+  CHECK(serving::escape_label("plain run@step-00000010") == "plain run@step-00000010");
+  CHECK(serving::escape_label("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+  serving::Metrics m;
+  m.request("pre\"dict\n", 200, 0.01);
+  const auto text = m.text("run \"x\"");
+  CHECK(text.find("nexus_requests_total{endpoint=\"pre\\\"dict\\n\",code=\"200\"} 1\n") != std::string::npos);
+  CHECK(text.find("nexus_serving_info{version=\"run \\\"x\\\"\"} 1\n") != std::string::npos);
 }
 
 TEST_CASE("micro-batcher: concurrent requests share one forward; an input that breaks it fails only its own request") {
@@ -219,6 +262,8 @@ TEST_CASE("swaps: whole runs and components; a failed swap keeps the old snapsho
   CHECK(r.status == 422);
   CHECK(r.body.at("error").get<std::string>().find("unknown component 'tower.nope'") != std::string::npos);
   CHECK(service.snapshot()->version == first);
+  // Rejected swaps keep nothing: only the first load's registry is held.
+  CHECK(service.registries_held() == 1);
 
   // One head from run two over run one: the version names the mix, the outputs are the mix's.
   r = swap(body(two, {"head.cls"}), "Bearer secret");
@@ -247,7 +292,33 @@ TEST_CASE("swaps: whole runs and components; a failed swap keeps the old snapsho
   const auto metrics = service.metrics_text();
   CHECK(metrics.find("nexus_swaps_total 2") != std::string::npos);
   CHECK(metrics.find("nexus_swaps_rejected_total 2") != std::string::npos);
+  CHECK(service.registries_held() == 3);  // the first load's and one per successful swap
+  CHECK(metrics.find("nexus_plugin_registries_held 3") != std::string::npos);
 
   serving::Service no_admin(one, runs.options());
   CHECK(no_admin.answer("swap", [&] { return no_admin.swap(body(two), "Bearer secret"); }).status == 403);
+}
+
+TEST_CASE("run folders are self-contained: a copy elsewhere serves the same predictions without the composition") {
+  ServedRuns runs;
+  const auto run = runs.train_run("run", 3);
+  const std::vector<std::vector<double>> inputs{{10, 200, 30, 40, 50, 60}, {250, 5, 5, 5, 5, 5}};
+  const auto want = serving::Service(run, runs.options()).predict(predict_body(inputs)).body.at("predictions");
+  CHECK(fs::exists(fs::path(run) / run::kResolvedComposition));
+  const auto info = run::read_run_info(run);
+  CHECK_FALSE(info.changed);
+  CHECK(info.overrides.empty());  // applied in the run's copy
+
+  // Copied to another folder, the original composition edited and then deleted.
+  TempDir elsewhere;
+  const auto copy = (elsewhere.path / "moved-run").string();
+  fs::copy(run, copy, fs::copy_options::recursive);
+  std::ofstream(runs.composition, std::ios::app) << "# edited\n";
+  CHECK(run::read_run_info(copy).changed);
+  CHECK(run::composition_note(run::read_run_info(copy), copy).find("changed since the run was trained; using the composition "
+                                                                  "recorded in the run") != std::string::npos);
+  fs::remove(runs.composition);
+  fs::remove_all(run);
+  const auto got = serving::Service(copy, runs.options()).predict(predict_body(inputs)).body.at("predictions");
+  CHECK(got == want);
 }

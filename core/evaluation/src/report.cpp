@@ -87,7 +87,7 @@ EvaluationReport evaluate_run(const config::Composition& comp, ComposedSystem& s
 EvaluationReport evaluate_saved_run(const std::string& run_dir, const std::string& cache_root, bool progress,
                                     const registry::Registry& reg) {
   const auto info = run::read_run_info(run_dir);
-  if (info.changed) spdlog::warn("{} changed since the run was trained; evaluating with its current content", info.composition);
+  if (const auto note = run::composition_note(info, run_dir); !note.empty()) spdlog::warn("{}", note);
   const auto comp = run::load_run_composition(info, plugin_catalog(reg));
   auto sys = ComposedSystem::build(comp, reg);
   spdlog::info("evaluating {} ({})", run_dir, run::load_run_weights(sys, run_dir));

@@ -108,6 +108,7 @@ Increment::Increment(const IncrementRequest& r, NextComposition next, const regi
 // Everything that can be wrong with the request is found before anything is written.
 void Increment::plan() {
   const auto info = run::read_run_info(r_.base_run);
+  if (const auto note = run::composition_note(info, r_.base_run); !note.empty()) spdlog::warn("{}", note);
   base_comp_ = run::load_run_composition(info, catalog_);
   base_sys_ = std::make_unique<ComposedSystem>(ComposedSystem::build(base_comp_, reg_));
   run::load_run_weights(*base_sys_, r_.base_run);
@@ -139,7 +140,8 @@ void Increment::stage() {
   if (next_.text.empty()) record.overrides = next_.overrides;
   record.base_run = absolute(r_.base_run);
   record.kind = next_.kind;
-  run::write_run_info(staging_.string(), record);
+  for (const auto& t : next_sys_->teachers()) record.teachers.emplace_back(t.name, t.teacher->fingerprint().str());
+  run::write_run_info(staging_.string(), record, catalog_);
 }
 
 void Increment::cache() {

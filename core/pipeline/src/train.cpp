@@ -52,6 +52,13 @@ void cache_teachers(const config::Composition& comp, ComposedSystem& sys, cache:
                                  : std::string(cached.sharded ? "nothing to compute" : "cached"), part);
 }
 
+// What run.json records: the composition, its overrides, and every teacher's fingerprint.
+run::RunRecord run_record(const TrainRequest& r, const ComposedSystem& sys) {
+  run::RunRecord record{r.composition_file, r.composition_recorded, r.overrides, "", "", {}};
+  for (const auto& t : sys.teachers()) record.teachers.emplace_back(t.name, t.teacher->fingerprint().str());
+  return record;
+}
+
 }  // namespace
 
 TrainOutcome train_composition(const TrainRequest& r, const registry::Registry& reg) {
@@ -81,7 +88,7 @@ TrainOutcome train_composition(const TrainRequest& r, const registry::Registry& 
   out.cache_seconds = since(t);
 
   if (out.reporter && (!r.resume || !fs::exists(fs::path(out.run_dir) / "run.json")))
-    run::write_run_info(out.run_dir, {r.composition_file, r.composition_recorded, r.overrides, "", ""});
+    run::write_run_info(out.run_dir, run_record(r, sys), plugin_catalog(reg));
   TrainOptions to;
   to.run_dir = out.run_dir;
   to.resume = r.resume;

@@ -25,11 +25,23 @@ std::string header(const std::string& name, const std::string& type, const std::
 // One line per label value of a counter family.
 std::string counters(const std::string& name, const std::string& label, const std::map<std::string, int64_t>& values) {
   std::string out;
-  for (const auto& [k, n] : values) out += name + "{" + label + "=\"" + k + "\"} " + std::to_string(n) + "\n";
+  for (const auto& [k, n] : values) out += name + "{" + label + "=\"" + escape_label(k) + "\"} " + std::to_string(n) + "\n";
   return out;
 }
 
 }  // namespace
+
+std::string escape_label(const std::string& value) {
+  // The text exposition format: backslash, double quote and line feed are escaped in label values.
+  std::string out;
+  for (const char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
 
 const std::vector<double>& Metrics::bounds() {
   static const std::vector<double> b{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
@@ -72,11 +84,11 @@ std::string Metrics::text(const std::string& version) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out = header("nexus_requests_total", "counter", "Requests answered, by endpoint and HTTP status.");
   for (const auto& [key, n] : requests_)
-    out += "nexus_requests_total{endpoint=\"" + key.first + "\",code=\"" + std::to_string(key.second) + "\"} " +
+    out += "nexus_requests_total{endpoint=\"" + escape_label(key.first) + "\",code=\"" + std::to_string(key.second) + "\"} " +
            std::to_string(n) + "\n";
   out += header("nexus_request_seconds", "histogram", "Request latency.");
   for (const auto& [endpoint, h] : latency_) {
-    const std::string labels = "{endpoint=\"" + endpoint + "\"";
+    const std::string labels = "{endpoint=\"" + escape_label(endpoint) + "\"";
     for (size_t i = 0; i < bounds().size(); ++i)
       out += "nexus_request_seconds_bucket" + labels + ",le=\"" + number(bounds()[i]) + "\"} " + std::to_string(h.buckets[i]) + "\n";
     out += "nexus_request_seconds_bucket" + labels + ",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
@@ -98,7 +110,7 @@ std::string Metrics::text(const std::string& version) const {
   out += header("nexus_swaps_total", "counter", "Runs swapped in.") + "nexus_swaps_total " + std::to_string(swaps_) + "\n";
   out += header("nexus_swaps_rejected_total", "counter", "Swaps refused (load or smoke check failed).") +
          "nexus_swaps_rejected_total " + std::to_string(failed_swaps_) + "\n";
-  out += header("nexus_serving_info", "gauge", "The run being served.") + "nexus_serving_info{version=\"" + version + "\"} 1\n";
+  out += header("nexus_serving_info", "gauge", "The run being served.") + "nexus_serving_info{version=\"" + escape_label(version) + "\"} 1\n";
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <nexus/teacher.hpp>
 #include <nexus/text.hpp>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -29,6 +30,7 @@ std::string checkpoint_name(const std::string& run_dir) {
 
 RunSource run_source(const std::string& dir, const registry::Registry& reg) {
   const auto info = run::read_run_info(dir);
+  if (const auto note = run::composition_note(info, dir); !note.empty()) spdlog::warn("{}", note);
   return {fs::weakly_canonical(fs::absolute(dir)).string(), run::load_run_composition(info, plugin_catalog(reg))};
 }
 

@@ -1,8 +1,13 @@
 // A run folder: what `nexus train` (and add-teacher, remove-teacher, train --from) writes, and
 // what every later command (eval, serve, the next increment) reads.
 //
-//   run.json         which composition (absolute path and sha256) and overrides made the run; an
-//                    incremental run also names its base run and kind
+//   run.json         which composition (absolute path and sha256) and overrides made the run, and
+//                    each teacher's fingerprint; an incremental run also names its base run and kind
+//   composition.resolved.yaml
+//                    the composition the run was made from, self-contained: includes merged,
+//                    overrides applied, relative paths made absolute. Every later command reads
+//                    this copy, so a run folder copied or moved elsewhere means the same system,
+//                    and editing the original composition changes no trained run (they say so).
 //   checkpoints/     step-NNNNNNNN/ folders (one file per module, see checkpoints.hpp), `latest`
 //                    and `best` naming one of them
 //   metrics.jsonl    one line per training log or validation
@@ -28,17 +33,28 @@ struct RunRecord {
                                       // will be once the folder is renamed
   std::vector<std::string> overrides;
   std::string base_run, kind;         // an incremental run's base run and kind ("add-teacher", ...)
+  std::vector<std::pair<std::string, std::string>> teachers;  // name and fingerprint (Fingerprint::str)
 };
-void write_run_info(const std::string& run_dir, const RunRecord& record);
+// Writes run.json and composition.resolved.yaml (the catalog says which options are paths).
+void write_run_info(const std::string& run_dir, const RunRecord& record, const config::PluginCatalog& catalog);
 
 struct RunInfo {
-  std::string composition;             // absolute path
+  std::string composition;             // the file to read: the run's own resolved copy (older runs:
+                                       // the original, with `overrides` still to apply)
   std::vector<std::string> overrides;
-  bool changed = false;                // the file's content differs from when the run was made
+  std::string original;                // the composition the run was trained from (absolute)
+  bool changed = false;                // the original differs from when the run was made, or is gone
+  std::vector<std::pair<std::string, std::string>> teachers;  // recorded name and fingerprint
 };
+// The name of the resolved copy inside a run folder.
+constexpr const char* kResolvedComposition = "composition.resolved.yaml";
 // Reads RUN/run.json. InputError when RUN is not a run folder or its composition is gone;
 // RuntimeFailure when run.json is corrupt.
 RunInfo read_run_info(const std::string& run_dir);
+
+// What a command on the run should say when the original composition changed since training
+// ("" when it did not): the run uses its own copy regardless.
+std::string composition_note(const RunInfo& info, const std::string& run_dir);
 
 // The run's composition with its overrides, validated against the installed plugins.
 config::Composition load_run_composition(const RunInfo& info, const config::PluginCatalog& catalog);

@@ -13,6 +13,9 @@ namespace nexus::serving {
 
 struct BatchStats;
 
+// A label value as the text exposition format writes it (\\, \" and \n escaped).
+std::string escape_label(const std::string& value);
+
 class Metrics {
  public:
   // One answered request: its endpoint, HTTP status and latency.

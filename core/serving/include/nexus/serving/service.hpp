@@ -5,11 +5,15 @@
 // the snapshot it started with, so every response comes entirely from one snapshot (its version
 // says which), and a failed swap leaves the old snapshot serving. Each swap scans the plugin path
 // again, so an adapter dropped in after start is found, and every registry is parked for the
-// service's lifetime: plugin code is never unmapped while anything it made may be in use.
+// service's lifetime: plugin code is never unmapped while anything it made may be in use. A
+// successful swap therefore keeps its registry (plugin libraries mapped, a few MB each) for good,
+// while the replaced snapshot's weights are freed once its last request ends; a rejected swap
+// keeps nothing.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -57,7 +61,9 @@ class Service {
   Reply predict(const std::string& body);
   Reply embed(const std::string& body);
   Reply swap(const std::string& body, const std::string& authorization);
-  std::string metrics_text() const { return metrics_.text(snapshot()->version); }
+  std::string metrics_text() const;
+  // Plugin registries kept alive: the first load's and one per successful swap.
+  std::size_t registries_held() const { return held_; }
 
  private:
   // Routed forward of a request's inputs, micro-batched with requests for the same snapshot and task.
@@ -67,6 +73,8 @@ class Service {
   std::vector<std::shared_ptr<const registry::Registry>> parked_;
   std::shared_ptr<const Snapshot> current_;
   std::mutex swap_mutex_;  // one swap at a time
+  std::atomic<int64_t> incidents_{0};
+  std::atomic<std::size_t> held_{0};  // parked_.size(), readable without the swap lock  // numbers the failures logged for the client to quote
   Metrics metrics_;
   MicroBatcher batcher_;
 };

@@ -1,0 +1,98 @@
+// Request JSON to plain values, torch-free so that a fuzz harness reaches exactly this code
+// (tests/fuzz/request_json_fuzz.cpp); requests.cpp turns the values into tensors.
+#include <nexus/text.hpp>
+
+#include <utility>
+
+#include "nexus/serving/request_json.hpp"
+
+namespace nexus::serving {
+
+nlohmann::json parse_body(const std::string& body, const std::vector<std::string>& fields) {
+  // nlohmann's parser keeps its nesting on the heap, so deep input cannot exhaust the stack while
+  // parsing; the callback keeps it from building (and later walking) anything deeper than this.
+  bool too_deep = false;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(body, [&too_deep](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      too_deep = too_deep || depth > kMaxJsonDepth;
+      return !too_deep;
+    });
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e400
+    throw RequestError(400, std::string("malformed JSON: ") + e.what());
+  }
+  if (too_deep) throw RequestError(400, "JSON nested more than " + std::to_string(kMaxJsonDepth) + " levels deep");
+  if (!j.is_object()) throw RequestError(400, "the body must be a JSON object");
+  for (const auto& [key, value] : j.items())
+    if (!contains(fields, key)) throw RequestError(400, "unknown field '" + key + "' (expected " + join(fields) + ")");
+  return j;
+}
+
+std::vector<std::string> text_inputs(const nlohmann::json& inputs) {
+  std::vector<std::string> texts;
+  for (const auto& x : inputs) {
+    if (!x.is_string()) throw RequestError(400, "'inputs' of a text task must be strings");
+    texts.push_back(x.get<std::string>());
+  }
+  return texts;
+}
+
+namespace {
+
+// Appends the numbers of one image, however its arrays nest, walking with an explicit stack.
+// Stops as soon as the count passes `numel`, so a request cannot make the server copy more than
+// one image's worth past the limit.
+void flatten_image(const nlohmann::json& image, int64_t numel, std::vector<float>& values) {
+  const auto start = values.size();
+  if (!image.is_array()) throw RequestError(400, "an image must be an array of numbers (0-255)");
+  std::vector<std::pair<const nlohmann::json*, size_t>> stack{{&image, 0}};
+  while (!stack.empty()) {
+    auto& [array, next] = stack.back();
+    if (next == array->size()) {
+      stack.pop_back();
+      continue;
+    }
+    const auto& v = (*array)[next++];
+    if (v.is_array()) {
+      stack.emplace_back(&v, 0);
+      continue;
+    }
+    if (!v.is_number()) throw RequestError(400, "an image must be an array of numbers (0-255), found a " + std::string(v.type_name()));
+    const double x = v.get<double>();
+    if (!(x >= 0 && x <= 255)) throw RequestError(400, "pixel values must be between 0 and 255, got " + v.dump());
+    if (int64_t(values.size() - start) == numel) break;  // too many: reported below
+    values.push_back(float(x) / 255.0f);  // as the datasets scale them
+  }
+  const auto got = values.size() - start;
+  if (int64_t(got) != numel || !stack.empty())
+    throw RequestError(400, "an image must have " + std::to_string(numel) + " values, got " +
+                                (stack.empty() ? std::to_string(got) : "more"));
+}
+
+}  // namespace
+
+std::vector<float> image_inputs(const nlohmann::json& inputs, const std::vector<int64_t>& shape) {
+  int64_t numel = 1;
+  for (auto d : shape) numel *= d;
+  std::vector<float> values;
+  for (const auto& x : inputs) {
+    try {
+      flatten_image(x, numel, values);
+    } catch (const RequestError& e) {
+      throw RequestError(e.status, std::string(e.what()) + " (shape " + join(shape, "x") + ")");
+    }
+  }
+  return values;
+}
+
+const nlohmann::json& input_array(const nlohmann::json& body) {
+  const auto it = body.find("inputs");
+  if (it == body.end() || !it->is_array() || it->empty())
+    throw RequestError(400, "'inputs' must be a non-empty array (texts, or images as arrays of numbers)");
+  if (int64_t(it->size()) > kMaxInputsPerRequest)
+    throw RequestError(400, "at most " + std::to_string(kMaxInputsPerRequest) + " inputs per request, got " +
+                                std::to_string(it->size()));
+  return *it;
+}
+
+}  // namespace nexus::serving
