@@ -3,8 +3,8 @@
 //
 //   run.json         which composition (absolute path and sha256) and overrides made the run; an
 //                    incremental run also names its base run and kind
-//   checkpoints/     step-NNNNNNNN/ folders (one file per module, see checkpoints.hpp), `latest`
-//                    and `best` naming one of them
+//   checkpoints/     step-NNNNNNNN/ folders (one safetensors file per module, see checkpoints.hpp
+//                    and docs/checkpoints.md), `latest` and `best` naming one of them
 //   metrics.jsonl    one line per training log or validation
 //   probes/          each teacher's own probe score per task, reused by later evaluations
 //   eval.json        the last evaluation (evaluation/report.hpp)
