@@ -8,6 +8,8 @@
 #include "nexus/model/system.hpp"
 #include "nexus/run/checkpoints.hpp"
 #include "nexus/support/arrays.hpp"
+#include "nexus/training/convert.hpp"
+#include "nexus/training/optimizer_state.hpp"
 #include "nexus/training/trainer.hpp"
 #include "synthetic_training.hpp"
 #include "test_support.hpp"
@@ -160,4 +162,61 @@ TEST_CASE("names read from a run folder stay inside it: best and latest name a c
   }
   write_file_atomically(dir / "best", "step-00000020\n");  // as an editor leaves it
   CHECK(run::run_checkpoint(r.run) == (dir / "step-00000020").string());
+}
+
+TEST_CASE("convert-run rewrites an old pickled run: the same weights, optimizer and generator states, and it resumes") {
+  TrainedRun r;
+  const auto trained = weights_digest(*r.f.sys);
+  std::vector<fs::path> folders;
+  for (const auto& e : fs::directory_iterator(fs::path(r.run) / "checkpoints"))
+    if (e.is_directory()) folders.push_back(e.path());
+  std::map<fs::path, std::map<std::string, torch::Tensor>> optimizer_tensors, rng_tensors;
+  // The old format, written as the old code wrote it: torch::save of each module, the optimizer
+  // (with the state this checkpoint holds) and each generator's state.
+  for (const auto& folder : folders) {
+    auto copy = r.f.build();
+    run::load_modules(*copy, folder);
+    for (const auto& [name, module] : copy->trainable_modules()) {
+      torch::save(module, (folder / (name + ".pt")).string());
+      fs::remove(folder / (name + ".safetensors"));
+    }
+    std::vector<torch::Tensor> params;
+    for (const auto& [name, module] : r.f.sys->trainable_modules())
+      for (const auto& p : module->parameters()) params.push_back(p);
+    torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(0.01));
+    load_optimizer_state(optimizer, optimizer_parameter_names(*r.f.sys, optimizer), folder);
+    torch::save(optimizer, (folder / "optimizer.pt").string());
+    optimizer_tensors[folder] = support::load_safetensors((folder / "optimizer.safetensors").string());
+    rng_tensors[folder] = support::load_safetensors((folder / "rng.safetensors").string());
+    torch::save(rng_tensors[folder].at("sampler"), (folder / "rng_sampler.pt").string());
+    torch::save(rng_tensors[folder].at("global"), (folder / "rng_global.pt").string());
+    for (const auto* f : {"optimizer.safetensors", "optimizer.json", "rng.safetensors"}) fs::remove(folder / f);
+  }
+  CHECK(std::any_of(folders.begin(), folders.end(), [&](const auto& f) { return !optimizer_tensors[f].empty(); }));
+  auto sys = r.f.build();
+  CHECK_THROWS_AS(run::load_run_weights(*sys, r.run), run::CheckpointRefused);
+
+  const auto report = convert_pickled_run(r.run);
+  CHECK(report.folders.size() == folders.size());
+  CHECK(report.files == int(folders.size() * (r.f.sys->trainable_modules().size() + 3)));
+  run::load_run_weights(*sys, r.run);
+  CHECK(weights_digest(*sys) == trained);
+  for (const auto& folder : folders) {
+    CAPTURE(folder);
+    for (auto* kept : {&optimizer_tensors, &rng_tensors}) {
+      const auto& before = kept->at(folder);
+      const auto after = support::load_safetensors((folder / (kept == &rng_tensors ? "rng.safetensors" : "optimizer.safetensors")).string());
+      REQUIRE(after.size() == before.size());
+      for (const auto& [key, t] : before) CHECK(torch::equal(after.at(key), t));
+    }
+    for (const auto& e : fs::directory_iterator(folder)) CHECK(e.path().extension() != ".pt");
+  }
+  // The converted run resumes (its latest checkpoint is its last step: nothing left to train).
+  auto resumed = r.f.build();
+  auto options = r.f.options("run");
+  options.resume = true;
+  CHECK(train(r.f.comp, *resumed, {r.f.data}, options).resumed);
+  CHECK(weights_digest(*resumed) == trained);
+  CHECK(convert_pickled_run(r.run).files == 0);  // again: nothing left to convert
+  CHECK_THROWS_AS(convert_pickled_run((r.f.dir.path / "nothing").string()), InputError);
 }
