@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything NEXUS needs to build, test and build its datasets, from Debian packages only.
+# Installs everything NEXUS needs to build, test and build its datasets: Debian packages, and the
+# few pinned PyPI packages Debian lacks (for Debian's python3, in the user's site-packages).
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache python3
@@ -24,11 +25,22 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# PyPI, pinned. safetensors: ctest checkpoint_python opens NEXUS checkpoints with it, as a Python
+# user would (Debian ships no python3-safetensors).
+pip_packages=(safetensors==0.8.0)
+for spec in "${pip_packages[@]}"; do
+  if [ "$(/usr/bin/python3 -c "import importlib.metadata as m; print(m.version('${spec%%==*}'))" 2>/dev/null)" = "${spec##*==}" ]; then
+    echo "install-deps: $spec present"
+  else
+    /usr/bin/python3 -m pip install -q --user --break-system-packages "$spec"
+  fi
+done

@@ -30,7 +30,7 @@ grep -q "activation *relu|gelu|tanh *default gelu" "$work/out" || { echo "FAIL: 
 check "plugins info of an unknown name" 2 "$nexus" plugins info nosuch
 check "--help lists every command" 0 "$nexus" --help
 for c in "plugins list|info" "validate FILE" "forward FILE" "cache build|merge|ls|verify|gc" "train FILE" "eval RUN" \
-         "add-teacher RUN" "remove-teacher RUN" "serve RUN" "version"; do
+         "add-teacher RUN" "remove-teacher RUN" "convert-run RUN" "serve RUN" "version"; do
   grep -qF "  $c " "$work/out" || { echo "FAIL: --help does not list '$c'"; cat "$work/out"; failures=$((failures + 1)); }
   "$nexus" ${c%% *} --help >/dev/null 2>&1 || { echo "FAIL: '${c%% *} --help' is not dispatched"; failures=$((failures + 1)); }
 done

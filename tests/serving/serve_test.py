@@ -43,7 +43,7 @@ run("train", str(tests / "cli" / "serve_demo_wide.yaml"), "--run", str(work / "w
 broken = work / "broken"
 shutil.copytree(work / "b", broken)
 best = (broken / "checkpoints" / "best").read_text().strip()
-(broken / "checkpoints" / best / "head.clothes.pt").write_bytes(b"not a checkpoint")
+(broken / "checkpoints" / best / "head.clothes.safetensors").write_bytes(b"not a checkpoint")
 (work / "token").write_text("s3cret\n")
 (work / "live").symlink_to(work / "b")  # what a deploy re-points; SIGHUP re-reads it
 

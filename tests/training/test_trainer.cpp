@@ -7,7 +7,9 @@
 
 #include "nexus/config/composition.hpp"
 #include "nexus/model/system.hpp"
+#include "nexus/run/checkpoints.hpp"
 #include "nexus/training/keeper.hpp"
+#include "nexus/training/optimizer_state.hpp"
 #include "nexus/training/schedule.hpp"
 #include "nexus/training/trainer.hpp"
 #include "synthetic_training.hpp"
@@ -22,7 +24,8 @@ TEST_CASE("training on cached features learns, and keeps one file per component"
   CHECK(r.val_accuracy.at("synth") > 0.8);
   CHECK(r.rollbacks == 0);
   const auto best = f.dir.path / "run" / "checkpoints" / read_text(f.dir.path / "run" / "checkpoints" / "best");
-  for (auto file : {"tower.a.pt", "tower.b.pt", "router.pt", "head.cls.pt", "optimizer.pt", "state.json"})
+  for (auto file : {"tower.a.safetensors", "tower.b.safetensors", "router.safetensors", "head.cls.safetensors",
+                    "optimizer.safetensors", "optimizer.json", "rng.safetensors", "state.json"})
     CHECK_MESSAGE(fs::exists(best / file), file);
 }
 
@@ -92,7 +95,7 @@ TEST_CASE("feature statistics are fit on the training data and saved with the ch
   CHECK(torch::allclose(norm->mean, f.data.train[1].mean(0), 1e-4, 1e-4));  // the training rows', not val's
   CHECK(norm->forward(f.data.train[1]).std().item<double>() == doctest::Approx(1.0).epsilon(0.05));
   const auto best = f.dir.path / "run" / "checkpoints" / read_text(f.dir.path / "run" / "checkpoints" / "best");
-  CHECK(fs::exists(best / "norm.b.pt"));
+  CHECK(fs::exists(best / "norm.b.safetensors"));
 }
 
 TEST_CASE("the learning-rate schedule: linear warmup, then cosine to zero") {
@@ -152,4 +155,69 @@ TEST_CASE("the checkpoint keeper: a better loss becomes the best, a worse one ro
   CHECK(at_end.step == 30);
   CHECK(weights_digest(*f.sys) == best);
   CHECK(read_text(fs::path(run) / "checkpoints" / "best") == "step-00000010");
+}
+
+TEST_CASE("the optimizer's state and the generators are saved as tensors and come back bit for bit") {
+  TrainingFixture f({"trainer.steps=20"});
+  train(f.comp, *f.sys, {f.data}, f.options("run"));
+  const auto dir = f.dir.path / "saved";
+  fs::create_directories(dir);
+  std::vector<torch::Tensor> params;
+  for (const auto& [name, module] : f.sys->trainable_modules())
+    for (auto& p : module->parameters()) {
+      p.set_requires_grad(true);
+      p.mutable_grad() = torch::Tensor();  // training left gradients; these steps make their own
+      params.push_back(p);
+    }
+  torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(0.01).weight_decay(0.1).betas({0.8, 0.9}));
+  // Three steps on a loss that reaches some parameters only: the others have no state yet.
+  for (int i = 0; i < 3; ++i) {
+    optimizer.zero_grad();
+    (params[0].pow(2).sum() + params[1].sin().sum()).backward();
+    optimizer.step();
+  }
+  const auto names = optimizer_parameter_names(*f.sys, optimizer);
+  REQUIRE(names.size() == params.size());
+  for (const auto& n : names) CHECK((n && n->find('/') != std::string::npos));
+  save_optimizer_state(optimizer, names, dir);
+  auto sampler = at::detail::createCPUGenerator(5);
+  auto global = at::detail::createCPUGenerator(6);
+  save_generator_states(sampler, global, dir);
+
+  std::vector<torch::Tensor> copies;
+  for (const auto& p : params) copies.push_back(p.detach().clone().requires_grad_());
+  torch::optim::AdamW restored(copies, torch::optim::AdamWOptions(0.5));
+  load_optimizer_state(restored, names, dir);
+  auto& o = static_cast<torch::optim::AdamWOptions&>(restored.param_groups()[0].options());
+  CHECK(o.weight_decay() == 0.1);
+  CHECK(std::get<0>(o.betas()) == 0.8);
+  CHECK(restored.state().size() == 2);
+  // One more step on both: bitwise the same parameters.
+  for (auto* opt : {&optimizer, &restored}) {
+    auto& ps = opt == &optimizer ? params : copies;
+    opt->zero_grad();
+    (ps[0].pow(2).sum() + ps[1].sin().sum()).backward();
+    opt->step();
+  }
+  CHECK(torch::equal(params[0], copies[0]));
+  CHECK(torch::equal(params[1], copies[1]));
+  auto sampler2 = at::detail::createCPUGenerator(0), global2 = at::detail::createCPUGenerator(0);
+  load_generator_states(sampler2, global2, dir);
+  CHECK(torch::equal(sampler2.get_state(), sampler.get_state()));
+  CHECK(torch::equal(global2.get_state(), global.get_state()));
+
+  // Another composition's optimizer (its parameters in another order) is refused, naming them.
+  auto swapped = names;
+  std::swap(swapped[0], swapped[1]);
+  const std::string misfit = "does not fit this run: parameter 0 is '" + *names[0] + "', the trainer's is '" + *names[1] + "'";
+  CHECK_THROWS_WITH_AS(load_optimizer_state(restored, swapped, dir), doctest::Contains(misfit.c_str()), run::CheckpointError);
+  std::vector<torch::Tensor> fewer(copies.begin() + 1, copies.end());
+  torch::optim::AdamW other(fewer, torch::optim::AdamWOptions(0.5));
+  CHECK_THROWS_WITH_AS(load_optimizer_state(other, std::vector<std::optional<std::string>>(fewer.size()), dir),
+                       doctest::Contains("parameters, the trainer's has"), run::CheckpointError);
+  // The old pickled optimizer is refused unread.
+  fs::rename(dir / "optimizer.json", dir / "optimizer.pt");
+  fs::remove(dir / "optimizer.safetensors");
+  CHECK_THROWS_WITH_AS(load_optimizer_state(restored, names, dir), doctest::Contains("old pickled format (optimizer.pt)"),
+                       run::CheckpointRefused);
 }

@@ -2,47 +2,95 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
-#include <fstream>
 
 #include "nexus/base/files.hpp"
 #include "nexus/model/system.hpp"
+#include "nexus/support/arrays.hpp"
 
 namespace nexus::run {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_word(const fs::path& p) {
-  std::ifstream in(p);
-  std::string w;
-  in >> w;
-  return w;
+// The name a pointer file (`best`, `latest`) holds, checked: it is joined to checkpoints/, so a
+// hostile one must not reach outside it.
+std::string read_pointer(const fs::path& file) {
+  std::string name = read_file(file);
+  while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+  return checked_checkpoint_name(name, file.string());
 }
 
-// torch::load takes a stored tensor's shape as it is (Tensor::set_), so a file from another
-// composition would load "fine" and fail later, mid-forward: compare shapes here.
-void load_module(const std::shared_ptr<torch::nn::Module>& module, const fs::path& file, const c10::Device& device) {
-  if (!fs::exists(file))
-    throw CheckpointError("checkpoint " + file.parent_path().string() + " has no " + file.filename().string() +
-                          ": the run was trained with a different composition");
-  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
-  for (const auto& p : module->named_parameters()) shapes.emplace_back(p.key(), p.value().sizes().vec());
-  try {
-    auto m = module;
-    torch::load(m, file.string(), device);
-  } catch (const c10::Error& e) {
-    throw CheckpointError("corrupt checkpoint file " + file.string() + ": " + e.what_without_backtrace());
-  }
-  const auto loaded = module->named_parameters();
-  for (const auto& [key, shape] : shapes)
-    if (!loaded.contains(key) || loaded[key].sizes().vec() != shape)
-      throw CheckpointError("checkpoint file " + file.string() + " does not fit: parameter '" + key + "' has shape " +
-                            (loaded.contains(key) ? c10::str(loaded[key].sizes()) : std::string("(none)")) +
-                            ", the composition needs " + c10::str(c10::IntArrayRef(shape)));
+std::map<std::string, at::Tensor> module_tensors(const torch::nn::Module& module) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : module.named_parameters()) out.emplace(p.key(), p.value());
+  for (const auto& b : module.named_buffers())
+    if (b.value().defined()) out.emplace(b.key(), b.value());
+  return out;
 }
+
+std::string describe(const at::Tensor& t) { return c10::str(t.sizes()) + " " + std::string(c10::toString(t.scalar_type())); }
+
+// Every parameter and buffer must be in the file with the composition's shape and dtype, and the
+// file must hold nothing else; all of it is checked before anything is copied, so a file from
+// another composition changes no weight.
+void load_module(torch::nn::Module& module, const fs::path& file) {
+  const auto stored = read_checkpoint_tensors(file);
+  auto targets = module_tensors(module);
+  const auto misfit = [&](const std::string& what) {
+    return CheckpointError("checkpoint file " + file.string() + " does not fit the composition: " + what);
+  };
+  for (const auto& [key, target] : targets) {
+    const auto s = stored.find(key);
+    if (s == stored.end()) throw misfit("it has no parameter '" + key + "'");
+    if (s->second.sizes() != target.sizes() || s->second.scalar_type() != target.scalar_type())
+      throw misfit("parameter '" + key + "' is " + describe(s->second) + ", the composition needs " + describe(target));
+  }
+  for (const auto& [key, t] : stored)
+    if (!targets.count(key)) throw misfit("it holds '" + key + "', which the composition's module does not have");
+  torch::NoGradGuard no_grad;
+  for (auto& [key, target] : targets) target.copy_(stored.at(key));
+}
+
+fs::path module_file(const fs::path& dir, const std::string& module) { return dir / (module + ".safetensors"); }
 
 }  // namespace
+
+std::string checked_checkpoint_name(const std::string& name, const std::string& where) {
+  const bool ok = name.size() > 5 && name.size() <= 32 && name.rfind("step-", 0) == 0 &&
+                  std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!ok)
+    throw CheckpointRefused(where + " names '" + name + "', which is not a checkpoint folder (step-NNNNNNNN) " +
+                            "of this run: a run folder's names stay inside it");
+  return name;
+}
+
+std::string pickled_checkpoint_message(const fs::path& file) {
+  auto run = file.parent_path().parent_path().parent_path();
+  return "checkpoint " + file.parent_path().string() + " is in the old pickled format (" + file.filename().string() +
+         "), which can run code when loaded, so NEXUS no longer reads it; if you trust where the run came from, " +
+         "convert it once with `nexus convert-run " + run.string() + "`";
+}
+
+void write_checkpoint_tensors(const fs::path& file, const std::map<std::string, at::Tensor>& tensors) {
+  write_file_atomically(file, support::safetensors_bytes(tensors, {{"format", "pt"}}));
+}
+
+std::map<std::string, at::Tensor> read_checkpoint_tensors(const fs::path& file) {
+  if (!fs::exists(file)) {
+    if (fs::exists(fs::path(file).replace_extension(".pt")))
+      throw CheckpointRefused(pickled_checkpoint_message(fs::path(file).replace_extension(".pt")));
+    throw CheckpointError("checkpoint " + file.parent_path().string() + " has no " + file.filename().string() +
+                          ": the run was trained with a different composition");
+  }
+  try {
+    return support::read_safetensors(support::MappedFile::open(file.string()), support::Storage::Copy);
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(std::string("corrupt checkpoint file: ") + e.what());
+  }
+}
 
 std::string checkpoint_name(int64_t step) {
   char name[32];
@@ -53,15 +101,15 @@ std::string checkpoint_name(int64_t step) {
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   const auto file = fs::path(run_dir) / "checkpoints" / "latest";
   if (!fs::exists(file)) return std::nullopt;
-  return read_word(file);
+  return read_pointer(file);
 }
 
 std::string run_checkpoint(const std::string& run_dir) {
   const fs::path dir = fs::path(run_dir) / "checkpoints";
   std::string name;
-  if (fs::exists(dir / "best")) name = read_word(dir / "best");
-  else if (fs::exists(dir / "latest")) name = read_word(dir / "latest");
-  if (name.empty()) throw CheckpointError(run_dir + " has no checkpoints: is it a run folder written by `nexus train`?");
+  if (fs::exists(dir / "best")) name = read_pointer(dir / "best");
+  else if (fs::exists(dir / "latest")) name = read_pointer(dir / "latest");
+  else throw CheckpointError(run_dir + " has no checkpoints: is it a run folder written by `nexus train`?");
   return (dir / name).string();
 }
 
@@ -69,14 +117,14 @@ std::string load_run_weights(ComposedSystem& sys, const std::string& run_dir, co
   const auto ckpt = run_checkpoint(run_dir);
   for (const auto& [mod_name, module] : sys.trainable_modules()) {
     const auto source = sources.find(mod_name);
-    load_module(module, fs::path(source != sources.end() ? source->second : ckpt) / (mod_name + ".pt"), sys.device());
+    load_module(*module, module_file(source != sources.end() ? source->second : ckpt, mod_name));
   }
   for (const auto& [mod_name, module] : sys.trainable_modules()) module->eval();
   return ckpt;
 }
 
 void load_modules(ComposedSystem& sys, const fs::path& dir) {
-  for (const auto& [mod_name, module] : sys.trainable_modules()) load_module(module, dir / (mod_name + ".pt"), sys.device());
+  for (const auto& [mod_name, module] : sys.trainable_modules()) load_module(*module, module_file(dir, mod_name));
 }
 
 void write_checkpoint(const std::string& run_dir, const std::string& name, const ComposedSystem& sys,
@@ -87,7 +135,8 @@ void write_checkpoint(const std::string& run_dir, const std::string& name, const
   const auto tmp = dir / (name + ".tmp");
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  for (const auto& [mod_name, module] : sys.trainable_modules()) torch::save(module, (tmp / (mod_name + ".pt")).string());
+  for (const auto& [mod_name, module] : sys.trainable_modules())
+    write_checkpoint_tensors(module_file(tmp, mod_name), module_tensors(*module));
   if (write_more) write_more(tmp);
   for (const auto& e : fs::directory_iterator(tmp)) sync_path(e.path());
   fs::remove_all(final_dir);  // a step saved before a rollback is superseded

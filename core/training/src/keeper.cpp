@@ -5,11 +5,11 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "nexus/base/files.hpp"
 #include "nexus/model/system.hpp"
 #include "nexus/run/checkpoints.hpp"
+#include "nexus/training/optimizer_state.hpp"
 
 namespace nexus {
 namespace fs = std::filesystem;
@@ -45,33 +45,28 @@ CheckpointKeeper::CheckpointKeeper(std::string run_dir, Trainables trainables, K
 void CheckpointKeeper::save() {
   if (!writer_) return;
   run::write_checkpoint(run_dir_, run::checkpoint_name(state_.step), t_.system, [&](const fs::path& dir) {
-    torch::save(t_.optimizer, (dir / "optimizer.pt").string());
-    torch::save(t_.sampler.get_state(), (dir / "rng_sampler.pt").string());
-    torch::save(at::detail::getDefaultCPUGenerator().get_state(), (dir / "rng_global.pt").string());
-    std::ofstream(dir / "state.json") << to_json(state_).dump(1);
+    save_optimizer_state(t_.optimizer, optimizer_parameter_names(t_.system, t_.optimizer), dir);
+    save_generator_states(t_.sampler, at::detail::getDefaultCPUGenerator(), dir);
+    write_file_atomically(dir / "state.json", to_json(state_).dump(1) + "\n");
   }, state_.best_dir);
 }
 
 TrainerState CheckpointKeeper::load(const std::string& name) {
-  const auto dir = fs::path(run_dir_) / "checkpoints" / name;
+  const auto dir = fs::path(run_dir_) / "checkpoints" / run::checked_checkpoint_name(name, "the checkpoint to load");
   if (!fs::exists(dir / "state.json")) throw TrainingError("checkpoint " + dir.string() + " is incomplete (no state.json)");
-  run::load_modules(t_.system, dir);
+  TrainerState state;
   try {
-    torch::load(t_.optimizer, (dir / "optimizer.pt").string(), t_.system.device());
-    at::Tensor rng;
-    torch::load(rng, (dir / "rng_sampler.pt").string());
-    t_.sampler.set_state(rng);
-    torch::load(rng, (dir / "rng_global.pt").string());
-    auto global = at::detail::getDefaultCPUGenerator();  // a handle to the process-wide generator
-    global.set_state(rng);
-  } catch (const c10::Error& e) {
-    throw TrainingError("corrupt checkpoint " + dir.string() + ": " + e.what_without_backtrace());
-  }
-  try {
-    return state_from(nlohmann::json::parse(read_file(dir / "state.json")));
+    state = state_from(nlohmann::json::parse(read_file(dir / "state.json")));
   } catch (const nlohmann::json::exception& e) {
     throw TrainingError("corrupt checkpoint " + dir.string() + ": state.json: " + e.what());
   }
+  // A later rollback joins best_dir to checkpoints/: it must name a folder there.
+  run::checked_checkpoint_name(state.best_dir, (dir / "state.json").string() + "'s best_dir");
+  run::load_modules(t_.system, dir);
+  load_optimizer_state(t_.optimizer, optimizer_parameter_names(t_.system, t_.optimizer), dir);
+  auto global = at::detail::getDefaultCPUGenerator();  // a handle to the process-wide generator
+  load_generator_states(t_.sampler, global, dir);
+  return state;
 }
 
 void CheckpointKeeper::resume(const std::string& name) { state_ = load(name); }

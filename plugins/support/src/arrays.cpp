@@ -27,16 +27,24 @@ torch::Tensor view_or_copy(const std::shared_ptr<MappedFile>& file, std::size_t 
   return torch::from_blob(p, shape, [keep](void*) mutable { keep.reset(); }, options);
 }
 
+// The dtypes NEXUS reads and writes, by their safetensors names.
+const std::pair<const char*, torch::Dtype> kSafetensorsDtypes[] = {
+    {"U8", torch::kUInt8},      {"I32", torch::kInt32},    {"I64", torch::kInt64}, {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16}, {"F32", torch::kFloat32}, {"F64", torch::kFloat64}};
+
 bool safetensors_dtype(const std::string& name, torch::Dtype* out) {
-  static const std::pair<const char*, torch::Dtype> known[] = {
-      {"U8", torch::kUInt8},     {"I32", torch::kInt32},    {"I64", torch::kInt64}, {"F16", torch::kFloat16},
-      {"BF16", torch::kBFloat16}, {"F32", torch::kFloat32}, {"F64", torch::kFloat64}};
-  for (const auto& [n, d] : known)
+  for (const auto& [n, d] : kSafetensorsDtypes)
     if (name == n) {
       *out = d;
       return true;
     }
   return false;
+}
+
+const char* safetensors_dtype_name(torch::Dtype dtype) {
+  for (const auto& [n, d] : kSafetensorsDtypes)
+    if (d == dtype) return n;
+  return nullptr;
 }
 
 }  // namespace
@@ -88,6 +96,35 @@ std::map<std::string, torch::Tensor> read_safetensors(const std::shared_ptr<Mapp
       throw bad(std::string("corrupt header entry: ") + e.what());
     }
   }
+  return out;
+}
+
+std::string safetensors_bytes(const std::map<std::string, torch::Tensor>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian, as this host's memory");
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<torch::Tensor> data;
+  uint64_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    const char* dtype = safetensors_dtype_name(tensor.scalar_type());
+    if (!dtype) throw std::runtime_error("cannot store tensor '" + name + "' as safetensors: dtype " +
+                                         std::string(c10::toString(tensor.scalar_type())) + " is not supported");
+    data.push_back(tensor.detach().to(torch::kCPU).contiguous());
+    const uint64_t nbytes = data.back().nbytes();
+    header[name] = {{"dtype", dtype}, {"shape", tensor.sizes().vec()}, {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+  }
+  std::string text = header.dump();
+  // Padded with spaces (as the format allows) so that the data starts 8-byte aligned and a
+  // reader can view it in place.
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = char((uint64_t(text.size()) >> (8 * i)) & 0xff);
+  out.reserve(8 + text.size() + offset);
+  out += text;
+  for (const auto& t : data)
+    if (t.nbytes()) out.append(static_cast<const char*>(t.data_ptr()), t.nbytes());
   return out;
 }
 

@@ -15,7 +15,7 @@ namespace nexus {
 // file and the system's reason.
 void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
-// Flushes a file or folder that was written by other means (torch::save) to disk.
+// Flushes a file or folder to disk (a folder: the names in it, after files were added or renamed).
 void sync_path(const std::filesystem::path& path);
 
 // The whole file as bytes; throws RuntimeFailure naming the file when it cannot be read.

@@ -8,8 +8,8 @@
 //                    overrides applied, relative paths made absolute. Every later command reads
 //                    this copy, so a run folder copied or moved elsewhere means the same system,
 //                    and editing the original composition changes no trained run (they say so).
-//   checkpoints/     step-NNNNNNNN/ folders (one file per module, see checkpoints.hpp), `latest`
-//                    and `best` naming one of them
+//   checkpoints/     step-NNNNNNNN/ folders (one safetensors file per module, see checkpoints.hpp
+//                    and docs/checkpoints.md), `latest` and `best` naming one of them
 //   metrics.jsonl    one line per training log or validation
 //   probes/          each teacher's own probe score per task, reused by later evaluations
 //   eval.json        the last evaluation (evaluation/report.hpp)

@@ -21,7 +21,7 @@
 #include "nexus/training/trainer.hpp"
 
 namespace torch::optim {
-class Optimizer;
+class AdamW;
 }
 
 namespace nexus {
@@ -46,7 +46,7 @@ struct KeeperOptions {
 // Everything a checkpoint restores besides the trainer state.
 struct Trainables {
   ComposedSystem& system;
-  torch::optim::Optimizer& optimizer;
+  torch::optim::AdamW& optimizer;  // its state's file format is AdamW's (optimizer_state.hpp)
   at::Generator& sampler;
 };
 

@@ -6,6 +6,8 @@
 //   {'descr': '<f4', 'fortran_order': False, 'shape': (N, D), }, then raw C-order bytes.
 // Both check every offset and size against the file before touching the data, so a truncated or
 // hostile file is an error naming the file (and the tensor), never a read past the mapping.
+// safetensors is also what NEXUS writes when it stores tensors (checkpoints): tensors only, so
+// reading one back can never run code, and any tool with the `safetensors` package opens it.
 #pragma once
 
 #include <torch/types.h>
@@ -29,6 +31,13 @@ std::map<std::string, torch::Tensor> read_safetensors(const std::shared_ptr<Mapp
 inline std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
   return read_safetensors(MappedFile::open(path), Storage::Copy);
 }
+
+// The bytes of a safetensors file holding `tensors` (any device and layout; stored as CPU,
+// C-order, with the dtypes read_safetensors knows) and string `metadata` (its "__metadata__"),
+// for the caller to write (write_file_atomically). Throws std::runtime_error naming a tensor of
+// another dtype.
+std::string safetensors_bytes(const std::map<std::string, torch::Tensor>& tensors,
+                              const std::map<std::string, std::string>& metadata = {});
 
 // A little-endian u1, f2 or f4 .npy array in C order. Throws std::runtime_error naming the file.
 torch::Tensor read_npy(const std::shared_ptr<MappedFile>& file, Storage storage);
