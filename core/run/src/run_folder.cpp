@@ -25,17 +25,21 @@ RunInfo read_run_info(const std::string& run_dir) {
   const auto info_file = fs::path(run_dir) / "run.json";
   if (!fs::exists(info_file))
     throw InputError(run_dir + " is not a run folder: no run.json (runs are written by `nexus train FILE --run DIR`)");
-  nlohmann::json info;
   RunInfo r;
+  std::string recorded_sha256;
   try {
-    info = nlohmann::json::parse(read_file(info_file));
+    const auto info = nlohmann::json::parse(read_file(info_file));
     r.composition = info.at("composition");
     r.overrides = info.value("overrides", std::vector<std::string>{});
+    recorded_sha256 = info.value("composition_sha256", "");
   } catch (const std::exception& e) {
     throw RuntimeFailure("corrupt " + info_file.string() + ": " + e.what());
   }
   if (!fs::exists(r.composition)) throw InputError("the composition of run " + run_dir + ", " + r.composition + ", no longer exists");
-  r.changed = sha256_file(r.composition) != info.value("composition_sha256", "");
+  // Hashing a device or a FIFO (/dev/zero) would never end.
+  if (!fs::is_regular_file(r.composition))
+    throw InputError("the composition of run " + run_dir + ", " + r.composition + ", is not a regular file");
+  r.changed = sha256_file(r.composition) != recorded_sha256;
   return r;
 }
 
