@@ -147,15 +147,14 @@ class Converter {
 // yaml-cpp 0.7 never returns on some invalid texts (a ',' outside brackets: jbeder/yaml-cpp#1040,
 // fixed after 0.8 by #1319): its parser reports an empty document without consuming the token,
 // again and again, and LoadAll collects them until memory runs out. So documents are counted here,
-// stopping at the second; one that starts where the first did is that bug.
+// stopping early; one that starts where the one before it did is that bug.
 struct Documents : YAML::EventHandler {
-  std::vector<YAML::Mark> starts;
-  YAML::Mark second_root;
+  std::vector<YAML::Mark> starts, roots;  // per document: where it starts, where its value starts
   bool root_seen = false;
 
   void OnDocumentStart(const YAML::Mark& mark) override {
     starts.push_back(mark);
-    second_root = mark;
+    roots.push_back(mark);
     root_seen = false;
   }
   void OnDocumentEnd() override {}
@@ -173,7 +172,7 @@ struct Documents : YAML::EventHandler {
 
  private:
   void root(const YAML::Mark& mark) {
-    if (!root_seen) second_root = mark;
+    if (!root_seen && !roots.empty()) roots.back() = mark;
     root_seen = true;
   }
 };
@@ -258,11 +257,13 @@ Node parse_yaml(const std::string& text, const std::string& file, YamlBudget& bu
   try {
     std::istringstream in(text);
     YAML::Parser parser(in);
-    while (documents.starts.size() < 2 && parser.HandleNextDocument(documents)) {
+    // Three, so that a stuck parser shows even after one good document ("x",).
+    while (documents.starts.size() < 3 && parser.HandleNextDocument(documents)) {
     }
-    if (documents.starts.size() == 2 && documents.starts[1].pos == documents.starts[0].pos)
-      throw ConfigError({{to_location(documents.starts[0], file), "invalid YAML: unexpected character here",
-                          "a ',' separates entries only inside [ ] or { }; quote a value that starts with one"}});
+    for (std::size_t i = 1; i < documents.starts.size(); ++i)
+      if (documents.starts[i].pos == documents.starts[i - 1].pos)
+        throw ConfigError({{to_location(documents.starts[i], file), "invalid YAML: unexpected character here",
+                            "a ',' separates entries only inside [ ] or { }; quote a value that starts with one"}});
     if (!documents.starts.empty()) doc = YAML::Load(text);  // the first document only
   } catch (const YAML::Exception& e) {
     throw ConfigError({syntax_diagnostic(e, file)});
@@ -276,7 +277,7 @@ Node parse_yaml(const std::string& text, const std::string& file, YamlBudget& bu
   Node root = converter.convert(doc, 0);
   auto diags = converter.take_diagnostics();
   if (documents.starts.size() > 1) {
-    diags.push_back({to_location(documents.second_root, file),
+    diags.push_back({to_location(documents.roots[1], file),
                      "a composition file holds one YAML document, found a second one",
                      "remove the '---' separator, or split the documents into separate files"});
   }
