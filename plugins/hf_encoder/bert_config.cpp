@@ -24,9 +24,11 @@ int64_t bounded(const nlohmann::json& j, const char* key, int64_t min, int64_t m
     if (fallback) return *fallback;
     throw std::runtime_error("model config '" + path + "': '" + key + "' is missing");
   }
-  const bool integer = it->is_number_integer();
-  const bool in_range = integer && (it->is_number_unsigned() ? it->get<uint64_t>() <= uint64_t(max)
-                                                             : it->get<int64_t>() >= min && it->get<int64_t>() <= max);
+  // JSON reads every non-negative integer as unsigned, so both bounds apply to either kind.
+  const bool in_range =
+      it->is_number_unsigned()  ? it->get<uint64_t>() <= uint64_t(max) && int64_t(it->get<uint64_t>()) >= min
+      : it->is_number_integer() ? it->get<int64_t>() >= min && it->get<int64_t>() <= max
+                                : false;
   if (!in_range)
     throw std::runtime_error("model config '" + path + "': '" + key + "' must be an integer in [" + std::to_string(min) +
                              ", " + std::to_string(max) + "]" + (limit[0] ? std::string(" (") + limit + ")" : "") +

@@ -237,6 +237,7 @@ TEST_CASE("hf_encoder: config.json values are bounded, and checked against the w
   CHECK(err.find((tmp.path / "config.json").string()) != std::string::npos);
   CHECK(with("hidden_size", int64_t(1) << 40).find("(kMaxHiddenSize)") != std::string::npos);
   CHECK(with("vocab_size", -5).find("(kMaxVocabSize)") != std::string::npos);
+  CHECK(with("hidden_size", 0).find("'hidden_size' must be an integer in [1, 65536]") != std::string::npos);
   CHECK(with("intermediate_size", 1.5).find("(kMaxIntermediateSize), got 1.5") != std::string::npos);
   CHECK(with("max_position_embeddings", "512").find("(kMaxPositions)") != std::string::npos);
   CHECK(with("layer_norm_eps", -1).find("'layer_norm_eps' must be a number in (0, 1)") != std::string::npos);
