@@ -247,6 +247,14 @@ TEST_CASE("hf_encoder: config.json values are bounded, and checked against the w
   CHECK(err.find("do not fit the model config: the config asks for") != std::string::npos);
   CHECK(err.find("1000 layers") != std::string::npos);
   CHECK(with("max_position_embeddings", 4096).find("embeddings.position_embeddings.weight is [512, 384]") != std::string::npos);
+  // The tokenizer's files are read whole: their size is checked first (sparse files, no disk used).
+  std::ofstream(tmp.path / "config.json", std::ios::trunc) << config.dump();
+  fs::remove(tmp.path / "vocab.txt");
+  std::ofstream(tmp.path / "vocab.txt").put('a');
+  fs::resize_file(tmp.path / "vocab.txt", (std::uintmax_t(64) << 20) + 1);
+  CHECK(create_error(Options().set("path", tmp.str())).find("(kMaxVocabFileBytes)") != std::string::npos);
+  fs::remove(tmp.path / "vocab.txt");
+  fs::create_symlink(fs::path(dir) / "vocab.txt", tmp.path / "vocab.txt");
   // Fewer layers than the file holds is the old error: unexpected tensors are listed.
   CHECK(with("num_hidden_layers", 5).find("unexpected 16 tensor(s): encoder.layer.5.") != std::string::npos);
   CHECK(with("num_hidden_layers", 6).empty());
