@@ -60,13 +60,13 @@ class Converter {
     }
     // yaml-cpp shares an anchor's node among its aliases; the tree built here copies it for every
     // alias, so this is where a billion laughs would cost memory and time: stop at once.
-    if (budget_.nodes == 0) over_budget(n.loc, "values", kMaxCompositionNodes, "kMaxCompositionNodes");
+    if (budget_.nodes == 0) over_budget("values", kMaxCompositionNodes, "kMaxCompositionNodes");
     --budget_.nodes;
     switch (y.Type()) {
       case YAML::NodeType::Scalar:
         n.kind = Node::Kind::Scalar;
         if (y.Scalar().size() > budget_.scalar_bytes)
-          over_budget(n.loc, "bytes of text", kMaxCompositionScalarBytes, "kMaxCompositionScalarBytes");
+          over_budget("bytes of text", kMaxCompositionScalarBytes, "kMaxCompositionScalarBytes");
         budget_.scalar_bytes -= y.Scalar().size();
         n.scalar = y.Scalar();
         // yaml-cpp tags quoted and block scalars "!", plain ones "?"; an explicit !!str counts
@@ -116,6 +116,7 @@ class Converter {
                   "; remove one of the two");
         continue;
       }
+      if (depth == 0) top_key_loc_ = key_loc;
       Node value = convert(it->second, depth + 1);
       // An empty value (`key:`) gets the mark of the next token, often on a later line;
       // pointing at the key is clearer.
@@ -129,10 +130,11 @@ class Converter {
     diags_.push_back({loc, std::move(message), std::move(hint)});
   }
 
-  [[noreturn]] void over_budget(const Location& loc, const std::string& what, std::size_t limit,
-                                const std::string& name) {
-    throw ConfigError({{loc, "the composition expands to more than " + std::to_string(limit) + " " + what +
-                                 " (limit " + name + "), with its aliases expanded and its includes merged",
+  // Blames the top-level key being converted: a node inside an alias carries the mark of its
+  // anchor, which is not where the expansion happens.
+  [[noreturn]] void over_budget(const std::string& what, std::size_t limit, const std::string& name) {
+    throw ConfigError({{top_key_loc_, "the composition expands to more than " + std::to_string(limit) + " " + what +
+                                          " (limit " + name + "), with its aliases expanded and its includes merged",
                         "each alias (*name) copies the whole value of its anchor (&name); a composition "
                         "this large is almost certainly aliases nested inside aliases"}});
   }
@@ -140,6 +142,7 @@ class Converter {
   std::string file_;
   const std::string& text_;
   YamlBudget& budget_;
+  Location top_key_loc_{file_, 1, 1};
   std::vector<Diagnostic> diags_;
 };
 
