@@ -16,6 +16,7 @@ packages=(
   libcpp-httplib-dev pkgconf         # nexus serve (cpp-httplib is found through pkg-config)
   libgloo-dev                        # c10d's Gloo process group headers (multi-process training)
   universal-ctags git                # ctest function_sizes (scripts/function_sizes.py)
+  clang-14 libclang-rt-14-dev        # scripts/fuzz.sh: libFuzzer, ASan and UBSan runtimes
   # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)
   dataset-fashion-mnist wordnet-base fortunes
 )

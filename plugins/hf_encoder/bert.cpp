@@ -16,44 +16,6 @@
 
 namespace nexus_hf {
 
-BertConfig BertConfig::from_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read model config '" + path + "'");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error("cannot parse model config '" + path + "': " + e.what());
-  }
-  BertConfig c;
-  const auto model_type = j.value("model_type", std::string("bert"));
-  if (model_type != "bert")
-    throw std::runtime_error("model config '" + path + "' has model_type '" + model_type +
-                             "'; hf_encoder runs BERT models only");
-  const auto pos_type = j.value("position_embedding_type", std::string("absolute"));
-  if (pos_type != "absolute")
-    throw std::runtime_error("model config '" + path + "': position_embedding_type '" + pos_type + "' is not supported");
-  try {
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.hidden_size = j.at("hidden_size").get<int64_t>();
-    c.num_layers = j.at("num_hidden_layers").get<int64_t>();
-    c.num_heads = j.at("num_attention_heads").get<int64_t>();
-    c.intermediate_size = j.at("intermediate_size").get<int64_t>();
-    c.max_position_embeddings = j.value("max_position_embeddings", int64_t(512));
-    c.type_vocab_size = j.value("type_vocab_size", int64_t(2));
-    c.pad_token_id = j.value("pad_token_id", int64_t(0));
-    c.layer_norm_eps = j.value("layer_norm_eps", 1e-12);
-    c.hidden_act = j.value("hidden_act", std::string("gelu"));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error("model config '" + path + "': " + e.what());
-  }
-  if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh" && c.hidden_act != "relu")
-    throw std::runtime_error("model config '" + path + "': hidden_act '" + c.hidden_act + "' is not supported");
-  if (c.hidden_size <= 0 || c.num_heads <= 0 || c.hidden_size % c.num_heads != 0)
-    throw std::runtime_error("model config '" + path + "': hidden_size must be a positive multiple of num_attention_heads");
-  return c;
-}
-
 BertLayerImpl::BertLayerImpl(const BertConfig& c)
     : heads_(c.num_heads), head_dim_(c.hidden_size / c.num_heads), act_(c.hidden_act) {
   const auto h = c.hidden_size;

@@ -12,16 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace nexus_hf {
+#include "bert_config.hpp"
 
-struct BertConfig {
-  int64_t vocab_size = 30522, hidden_size = 768, num_layers = 12, num_heads = 12, intermediate_size = 3072;
-  int64_t max_position_embeddings = 512, type_vocab_size = 2, pad_token_id = 0;
-  double layer_norm_eps = 1e-12;
-  std::string hidden_act = "gelu";  // gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu
-  // Reads config.json of a Hugging Face model folder; throws for non-BERT architectures it cannot run.
-  static BertConfig from_json_file(const std::string& path);
-};
+namespace nexus_hf {
 
 class BertLayerImpl : public torch::nn::Module {
  public:

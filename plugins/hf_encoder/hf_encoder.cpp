@@ -113,9 +113,13 @@ class HfEncoder : public nexus::Teacher {
       if (!missing.empty())
         throw std::runtime_error("hf_encoder: '" + path + "' is not a Hugging Face BERT model folder (missing " +
                                  nexus::join(missing) + ")");
-      model_ = BertModel(BertConfig::from_json_file((dir / "config.json").string()));
+      const auto config = BertConfig::from_json_file((dir / "config.json").string());
       const auto weights = (dir / "model.safetensors").string();
-      model_->load_hf_state(nexus::support::load_safetensors(weights), weights);
+      const auto file = nexus::support::MappedFile::open(weights);
+      // The model allocates what its config asks for: check that against the file first.
+      check_weights_fit(config, nexus::support::parse_safetensors_header(file->data(), file->size(), weights), weights);
+      model_ = BertModel(config);
+      model_->load_hf_state(nexus::support::read_safetensors(file, nexus::support::Storage::Copy), weights);
       weights_hash_ = nexus::sha256_file(weights);
       tokenizer_ = std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::from_folder(path));
       vocab_hash = nexus::sha256_file((dir / "vocab.txt").string());

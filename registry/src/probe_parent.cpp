@@ -15,6 +15,7 @@
 
 #include "nexus/registry/probe.hpp"
 #include "nexus/version.hpp"
+#include "probe_report.hpp"
 #include "record_json.hpp"
 
 extern char** environ;
@@ -41,50 +42,7 @@ std::string format_seconds(double s) {
   return o.str();
 }
 
-// The parts of a probe report the parent has seen so far.
-struct Report {
-  std::string stage = "starting the probe";
-  int protocol = 0;  // from the child's hello; 0 until it came
-  bool have_library = false, done = false, have_error = false;
-  LibraryRecord library;
-  Status error_status = Status::Broken;
-  std::string error_reason;
-
-  void consume(const std::string& line) {
-    static const std::string tag = "@nexus ";
-    if (line.compare(0, tag.size(), tag) != 0) return;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line.substr(tag.size()));
-    } catch (...) {
-      return;
-    }
-    const auto event = j.value("event", "");
-    if (event == "hello") {
-      protocol = j.value("protocol", -1);
-      return;
-    }
-    if (protocol != kProbeProtocol) return;  // a child that did not say hello, or speaks another protocol
-    if (event == "stage") {
-      stage = j.value("stage", stage);
-    } else if (event == "library") {
-      have_library = true;
-      library = library_from_json(j["record"]);
-    } else if (event == "component") {
-      for (auto& c : library.components)
-        if (c.kind == j.value("kind", "") && c.name == j.value("name", "")) {
-          c.status = status_from_string(j.value("status", "broken"));
-          c.reason = j.value("reason", "");
-        }
-    } else if (event == "error") {
-      have_error = true;
-      error_status = status_from_string(j.value("status", "broken"));
-      error_reason = j.value("reason", "");
-    } else if (event == "done") {
-      done = true;
-    }
-  }
-};
+using Report = ProbeReport;
 
 std::string signal_name(int sig) {
   const char* abbrev = sigabbrev_np(sig);

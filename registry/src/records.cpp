@@ -61,11 +61,26 @@ nlohmann::json to_json(const LibraryRecord& l) {
           {"cuda", l.cuda},       {"components", comps}};
 }
 
+namespace {
+
+// An integer field; a float there would be converted with undefined behaviour when out of range,
+// so anything but an integer is a type error, as a string would be.
+template <typename T>
+T integer(const nlohmann::json& j, const char* key, T fallback) {
+  const auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if (!it->is_number_integer())
+    throw nlohmann::json::type_error::create(302, std::string("'") + key + "' must be an integer", &j);
+  return it->template get<T>();
+}
+
+}  // namespace
+
 LibraryRecord library_from_json(const nlohmann::json& j) {
   LibraryRecord l;
   l.path = j.value("path", "");
-  l.size = j.value("size", uint64_t{0});
-  l.mtime_ns = j.value("mtime_ns", int64_t{0});
+  l.size = integer(j, "size", uint64_t{0});
+  l.mtime_ns = integer(j, "mtime_ns", int64_t{0});
   l.sha256 = j.value("sha256", "");
   l.status = status_from_string(j.value("status", "ok"));
   l.reason = j.value("reason", "");
@@ -73,8 +88,8 @@ LibraryRecord library_from_json(const nlohmann::json& j) {
   l.plugin_version = j.value("version", "");
   l.abi = j.value("abi", "");
   l.torch_version = j.value("torch_version", "");
-  l.cxx11_abi = j.value("cxx11_abi", -1);
-  l.cuda = j.value("cuda", -1);
+  l.cxx11_abi = integer(j, "cxx11_abi", -1);
+  l.cuda = integer(j, "cuda", -1);
   if (j.contains("components"))
     for (const auto& c : j["components"]) l.components.push_back(component_from_json(c));
   return l;

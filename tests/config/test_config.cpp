@@ -11,9 +11,11 @@
 #include "nexus/config/composition.hpp"
 #include "nexus/config/diagnostic.hpp"
 #include "nexus/config/loader.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace nexus::config;
+using nexus::test::TempDir;
 
 namespace {
 
@@ -431,4 +433,132 @@ TEST_CASE("a missing composition file is a ConfigError") {
   auto diags = config_errors([] { load_file(kCompositions + "/does_not_exist.yaml"); });
   REQUIRE(diags.size() == 1);
   CHECK(diags[0].message.find("cannot read") != std::string::npos);
+}
+
+// ---- Limits (loader.hpp): hostile compositions are refused quickly, with file:line:col ----
+
+namespace {
+
+// `levels` anchors, each a list of nine aliases of the one before: 9^levels values once expanded.
+std::string billion_laughs(int levels) {
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= levels; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 9; ++k) text += (k ? ", " : "") + prev;
+    text += "]\n";
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("aliases that expand past kMaxCompositionNodes are refused where the limit is reached") {
+  // 9^8 = 43 million values from 380 bytes: the old converter took gigabytes and minutes.
+  const auto diags = config_errors([] { load_string(billion_laughs(8), "laughs.yaml"); });
+  REQUIRE(diags.size() == 1);
+  CAPTURE(diags[0].str());
+  CHECK(diags[0].message.find("more than 100000 values (limit kMaxCompositionNodes)") != std::string::npos);
+  CHECK(diags[0].hint.find("alias") != std::string::npos);
+  CHECK(diags[0].loc.file == "laughs.yaml");
+  // At the key whose value crosses the limit: a0..a4 expand to 74,732 values, a5 to 597,871.
+  CHECK(diags[0].loc.line == 6);
+  CHECK(diags[0].loc.column == 1);
+  // A few levels stay far below the limit and load.
+  CHECK(load_string(billion_laughs(3), "laughs.yaml").find("a3")->items.size() == 9);
+}
+
+TEST_CASE("aliases of a long string are bounded by kMaxCompositionScalarBytes") {
+  std::string text = "s: &s '" + std::string(1 << 20, 'x') + "'\nl: [";
+  for (int i = 0; i < 20; ++i) text += std::string(i ? ", " : "") + "*s";
+  text += "]\n";
+  const auto diags = config_errors([&] { load_string(text, "long.yaml"); });
+  REQUIRE(diags.size() == 1);
+  CHECK(diags[0].message.find("(limit kMaxCompositionScalarBytes)") != std::string::npos);
+  CHECK(diags[0].loc.line == 2);
+}
+
+TEST_CASE("a web of includes is bounded by kMaxIncludes") {
+  // Each file includes every later one three times: no cycle, but 4^11 reads of file 0's tree
+  // without the limit.
+  TempDir dir;
+  const int files = 12;
+  for (int i = 0; i < files; ++i) {
+    std::string text = "k" + std::to_string(i) + ": " + std::to_string(i) + "\n";
+    if (i + 1 < files) {
+      text += "include:\n";
+      for (int rep = 0; rep < 3; ++rep)
+        for (int j = i + 1; j < files; ++j) text += "  - web" + std::to_string(j) + ".yaml\n";
+    }
+    std::ofstream(dir.path / ("web" + std::to_string(i) + ".yaml")) << text;
+  }
+  const auto diags = config_errors([&] { load_file((dir.path / "web0.yaml").string()); });
+  REQUIRE(!diags.empty());
+  CAPTURE(diags[0].str());
+  CHECK(diags[0].message.find("more than 64 includes (limit kMaxIncludes") != std::string::npos);
+  CHECK(diags[0].loc.file.find("web") != std::string::npos);
+  CHECK(diags[0].loc.line > 2);  // at an include entry
+  // Two files including a third once each are fine.
+  std::ofstream(dir.path / "a.yaml") << "include: [b.yaml, c.yaml]\nname: a\n";
+  std::ofstream(dir.path / "b.yaml") << "include: [c.yaml]\nb: 1\n";
+  std::ofstream(dir.path / "c.yaml") << "c: 1\n";
+  CHECK(load_file((dir.path / "a.yaml").string()).find("c") != nullptr);
+}
+
+TEST_CASE("a composition larger than kMaxCompositionBytes is refused before it is parsed") {
+  TempDir dir;
+  const auto big = (dir.path / "big.yaml").string();
+  {
+    std::ofstream out(big);
+    out << "nexus: 1\n";
+    const std::string comment = "# " + std::string(1000, '-') + "\n";
+    for (int i = 0; i < 5000; ++i) out << comment;
+  }
+  auto diags = config_errors([&] { load_file(big); });
+  REQUIRE(diags.size() == 1);
+  CHECK(diags[0].loc.file == big);
+  CHECK(diags[0].message.find("(limit kMaxCompositionBytes") != std::string::npos);
+  // Through an include, the include entry is blamed.
+  std::ofstream(dir.path / "top.yaml") << "name: x\ninclude: big.yaml\n";
+  diags = config_errors([&] { load_file((dir.path / "top.yaml").string()); });
+  REQUIRE(diags.size() == 1);
+  CHECK(diags[0].loc.line == 2);
+  CHECK(diags[0].message.find("(limit kMaxCompositionBytes") != std::string::npos);
+}
+
+TEST_CASE("a ',' outside brackets is a syntax error, not yaml-cpp 0.7's endless LoadAll") {
+  for (const char* text : {",", "nexus: 1\n,\n", "\"x\",", ", x}"}) {
+    CAPTURE(text);
+    const auto diags = config_errors([&] { load_string(text, "comma.yaml"); });
+    REQUIRE(!diags.empty());
+    CHECK(diags[0].loc.file == "comma.yaml");
+  }
+  const auto diags = config_errors([] { load_string("a: 1\n---\nb: 2\n", "two.yaml"); });
+  REQUIRE(diags.size() == 1);
+  CHECK(diags[0].message.find("found a second one") != std::string::npos);
+  CHECK(diags[0].loc.line == 3);
+}
+
+TEST_CASE("no real composition comes near the limits") {
+  // Every YAML file of the project (compositions, teacher files, examples) loads without
+  // touching a limit; the malformed corpus and the fuzz corpora are for the other tests.
+  const fs::path root = fs::path(NEXUS_TEST_DATA_DIR).parent_path();
+  int loaded = 0;
+  for (const char* top : {"configs", "examples", "bench", "tests"})
+    for (const auto& e : fs::recursive_directory_iterator(root / top)) {
+      const auto p = e.path().string();
+      if (e.path().extension() != ".yaml" || p.find("/compositions/bad") != std::string::npos ||
+          p.find("/fuzz/") != std::string::npos)
+        continue;
+      CAPTURE(p);
+      std::string error;
+      try {
+        load_file(p);
+        ++loaded;
+      } catch (const ConfigError& ex) {
+        error = ex.what();
+      }
+      CHECK_MESSAGE(error.find("(limit k") == std::string::npos, error);
+    }
+  CHECK(loaded >= 10);
 }

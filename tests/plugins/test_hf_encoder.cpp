@@ -12,12 +12,14 @@
 #include <nexus/sha256.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
+#include <nexus/support/mapped_file.hpp>
 #include <nexus/support/wordpiece.hpp>
 #include "test_support.hpp"
 
@@ -198,10 +200,64 @@ TEST_CASE("hf_encoder: bad folders and files give clear errors") {
     bytes += text + std::string(20, '\0');
     std::ofstream(tmp.path / "model.safetensors", std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
   }
+  // Checked against the config before the model is built.
   err = create_error(Options().set("path", tmp.str()));
-  CHECK(err.find("missing 100 tensor(s): embeddings.LayerNorm.bias") != std::string::npos);
-  CHECK(err.find("unexpected 1 tensor(s): encoder.layer.0.attention.self.querry.weight") != std::string::npos);
-  CHECK(err.find("wrong shape: embeddings.word_embeddings.weight") != std::string::npos);
+  CHECK(err.find("do not fit the model config: embeddings.word_embeddings.weight is [2, 2], the config asks for "
+                 "[30522, 384]") != std::string::npos);
+  // Tensors of the right sizes under wrong names: missing and unexpected tensors are listed.
+  {
+    const auto real = nexus::support::MappedFile::open((fs::path(dir) / "model.safetensors").string());
+    std::string bytes(real->size(), '\0');
+    std::memcpy(bytes.data(), real->data(), real->size());
+    const auto at = bytes.find("encoder.layer.0.attention.self.query.weight");
+    REQUIRE(at != std::string::npos);
+    bytes[at + std::strlen("encoder.layer.0.attention.self.que")] = 'e';  // "queey": same length
+    std::ofstream(tmp.path / "model.safetensors", std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+  }
+  err = create_error(Options().set("path", tmp.str()));
+  CHECK(err.find("missing 1 tensor(s): encoder.layer.0.attention.self.query.weight") != std::string::npos);
+  CHECK(err.find("unexpected 1 tensor(s): encoder.layer.0.attention.self.queey.weight") != std::string::npos);
+}
+
+TEST_CASE("hf_encoder: config.json values are bounded, and checked against the weights before allocating") {
+  const auto dir = model_dir("all-MiniLM-L6-v2");
+  TempDir tmp;
+  for (const char* f : {"model.safetensors", "vocab.txt", "tokenizer_config.json"})
+    fs::create_symlink(fs::path(dir) / f, tmp.path / f);
+  const auto config = nlohmann::json::parse(read_text(fs::path(dir) / "config.json"));
+  const auto with = [&](const char* key, const nlohmann::json& value) {
+    auto c = config;
+    c[key] = value;
+    std::ofstream(tmp.path / "config.json", std::ios::trunc) << c.dump();
+    return create_error(Options().set("path", tmp.str()));
+  };
+  // 100 million layers: the old plugin started building them (gigabytes, minutes) before any check.
+  auto err = with("num_hidden_layers", 100000000);
+  CHECK(err.find("'num_hidden_layers' must be an integer in [0, 1024] (kMaxLayers), got 100000000") != std::string::npos);
+  CHECK(err.find((tmp.path / "config.json").string()) != std::string::npos);
+  CHECK(with("hidden_size", int64_t(1) << 40).find("(kMaxHiddenSize)") != std::string::npos);
+  CHECK(with("vocab_size", -5).find("(kMaxVocabSize)") != std::string::npos);
+  CHECK(with("hidden_size", 0).find("'hidden_size' must be an integer in [1, 65536]") != std::string::npos);
+  CHECK(with("intermediate_size", 1.5).find("(kMaxIntermediateSize), got 1.5") != std::string::npos);
+  CHECK(with("max_position_embeddings", "512").find("(kMaxPositions)") != std::string::npos);
+  CHECK(with("layer_norm_eps", -1).find("'layer_norm_eps' must be a number in (0, 1)") != std::string::npos);
+  CHECK(with("pad_token_id", 40000).find("'pad_token_id' must be an integer in [0, 30521]") != std::string::npos);
+  // Within the limits but more than the weights file holds: refused before the model allocates.
+  err = with("num_hidden_layers", 1000);
+  CHECK(err.find("do not fit the model config: the config asks for") != std::string::npos);
+  CHECK(err.find("1000 layers") != std::string::npos);
+  CHECK(with("max_position_embeddings", 4096).find("embeddings.position_embeddings.weight is [512, 384]") != std::string::npos);
+  // The tokenizer's files are read whole: their size is checked first (sparse files, no disk used).
+  std::ofstream(tmp.path / "config.json", std::ios::trunc) << config.dump();
+  fs::remove(tmp.path / "vocab.txt");
+  std::ofstream(tmp.path / "vocab.txt").put('a');
+  fs::resize_file(tmp.path / "vocab.txt", (std::uintmax_t(64) << 20) + 1);
+  CHECK(create_error(Options().set("path", tmp.str())).find("(kMaxVocabFileBytes)") != std::string::npos);
+  fs::remove(tmp.path / "vocab.txt");
+  fs::create_symlink(fs::path(dir) / "vocab.txt", tmp.path / "vocab.txt");
+  // Fewer layers than the file holds is the old error: unexpected tensors are listed.
+  CHECK(with("num_hidden_layers", 5).find("unexpected 16 tensor(s): encoder.layer.5.") != std::string::npos);
+  CHECK(with("num_hidden_layers", 6).empty());
 }
 
 TEST_CASE("hf_encoder: @tiny self-test model and encoding speed") {

@@ -2,8 +2,9 @@
 #include "nexus/config/loader.hpp"
 
 #include <filesystem>
+#include <fstream>
+#include <unordered_map>
 
-#include "nexus/base/files.hpp"
 #include "nexus/config/diagnostic.hpp"
 #include "yaml_reader.hpp"
 
@@ -13,15 +14,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool read_text(const std::string& path, std::string& text) {
+enum class Read { Ok, Missing, TooLarge };
+
+// Reads at most `max_bytes` (and one more, to tell that the file is larger): the size a file
+// reports is not trusted, since /proc files report 0 and a file can grow while it is read.
+Read read_text(const std::string& path, std::size_t max_bytes, std::string& text) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
-  try {
-    text = read_file(path);
-  } catch (const RuntimeFailure&) {
-    return false;  // unreadable: the caller reports it at the include or the command line
-  }
-  return true;
+  if (!fs::is_regular_file(path, ec)) return Read::Missing;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Read::Missing;  // unreadable: the caller reports it at the include or the command line
+  text.clear();
+  char chunk[1 << 14];
+  while (text.size() <= max_bytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, std::size_t(in.gcount()));
+  if (in.bad()) return Read::Missing;
+  return text.size() > max_bytes ? Read::TooLarge : Read::Ok;
+}
+
+Diagnostic too_large(const Location& at, const std::string& file) {
+  return {at, "'" + file + "' takes the composition past " + std::to_string(kMaxCompositionBytes) +
+                  " bytes (limit kMaxCompositionBytes, the file and its includes together)",
+          "a composition is a few kilobytes of YAML; check that the path names the intended file"};
 }
 
 std::string canonical_key(const std::string& path) {
@@ -36,18 +49,17 @@ void merge_into(Node& base, Node&& overlay) {
     base = std::move(overlay);
     return;
   }
+  // Indexed, so that two maps of many keys do not merge in quadratic time.
+  std::unordered_map<std::string, size_t> index;
+  for (size_t j = 0; j < base.map.size(); ++j) index.emplace(base.map[j].first, j);
   for (size_t i = 0; i < overlay.map.size(); ++i) {
     auto& [key, value] = overlay.map[i];
     const Location& key_loc = overlay.key_locs[i];
-    bool found = false;
-    for (size_t j = 0; j < base.map.size(); ++j) {
-      if (base.map[j].first != key) continue;
-      merge_into(base.map[j].second, std::move(value));
-      base.key_locs[j] = key_loc;  // the layer that decided the value is the one to blame
-      found = true;
-      break;
-    }
-    if (!found) {
+    if (const auto at = index.find(key); at != index.end()) {
+      merge_into(base.map[at->second].second, std::move(value));
+      base.key_locs[at->second] = key_loc;  // the layer that decided the value is the one to blame
+    } else {
+      index.emplace(key, base.map.size());
       base.map.emplace_back(key, std::move(value));
       base.key_locs.push_back(key_loc);
     }
@@ -66,9 +78,11 @@ void remove_key(Node& map, const std::string& key) {
 
 class IncludeResolver {
  public:
+  explicit IncludeResolver(std::size_t bytes_read) : bytes_left_(kMaxCompositionBytes - bytes_read) {}
+
   // `file` is the name used in locations; `text` its content.
   Node load(const std::string& file, const std::string& text) {
-    Node root = detail::parse_yaml(text, file);
+    Node root = detail::parse_yaml(text, file, budget_);
     if (!root.is_map()) {
       Diagnostic d{Location{file, 1, 1}, "", "a composition starts with 'nexus: 1' followed by "
                                              "name, shared_dim, teachers, router, heads and losses"};
@@ -139,31 +153,51 @@ class IncludeResolver {
                           "the include at " + entry.loc.str() + " leads back to " + file +
                               "; a file cannot include itself, directly or indirectly"}});
     }
+    // Not a cycle, yet a few files that each include the next ones several times would be read
+    // and merged exponentially often.
+    if (++includes_ > kMaxIncludes)
+      throw ConfigError({{entry.loc, "more than " + std::to_string(kMaxIncludes) +
+                                         " includes (limit kMaxIncludes, counting a file each time it is included)",
+                          "include each file once, from the composition that needs it"}});
     std::string text;
-    if (!read_text(file, text)) {
-      throw ConfigError({{entry.loc, "included file '" + entry.scalar + "' not found",
-                          "looked for " + file +
-                              " (include paths are relative to the including file)"}});
+    switch (read_text(file, bytes_left_, text)) {
+      case Read::Missing:
+        throw ConfigError({{entry.loc, "included file '" + entry.scalar + "' not found",
+                            "looked for " + file + " (include paths are relative to the including file)"}});
+      case Read::TooLarge:
+        throw ConfigError({too_large(entry.loc, file)});
+      case Read::Ok:
+        break;
     }
+    bytes_left_ -= text.size();
     return load(file, text);
   }
 
   std::vector<Frame> stack_;
+  detail::YamlBudget budget_;
+  std::size_t includes_ = 0;
+  std::size_t bytes_left_;
 };
 
 }  // namespace
 
 Node load_file(const std::string& path) {
   std::string text;
-  if (!read_text(path, text)) {
-    throw ConfigError({{Location{path, 1, 1}, "cannot read composition file '" + path + "'",
-                        "check that the path exists and is a readable file"}});
+  switch (read_text(path, kMaxCompositionBytes, text)) {
+    case Read::Missing:
+      throw ConfigError({{Location{path, 1, 1}, "cannot read composition file '" + path + "'",
+                          "check that the path exists and is a readable file"}});
+    case Read::TooLarge:
+      throw ConfigError({too_large(Location{path, 1, 1}, path)});
+    case Read::Ok:
+      break;
   }
-  return IncludeResolver().load(path, text);
+  return IncludeResolver(text.size()).load(path, text);
 }
 
 Node load_string(const std::string& text, const std::string& name) {
-  return IncludeResolver().load(name, text);
+  if (text.size() > kMaxCompositionBytes) throw ConfigError({too_large(Location{name, 1, 1}, name)});
+  return IncludeResolver(text.size()).load(name, text);
 }
 
 }  // namespace nexus::config

@@ -202,7 +202,9 @@ bool check_plugin(Checker& check, const Node& block, const PluginCatalog& catalo
 
   const std::string plugin_desc = role.kind + " plugin '" + out.plugin + "'";
   for (const auto& [key, value, key_loc] : given) {
-    auto decl = std::find_if(decls.begin(), decls.end(), [&](auto& d) { return d.name == key; });
+    // Named, not captured: a lambda may not capture a structured binding before C++20 (clang).
+    const std::string& name = key;
+    auto decl = std::find_if(decls.begin(), decls.end(), [&](auto& d) { return d.name == name; });
     if (decl == decls.end()) {
       const std::string guess = did_you_mean(key, accepted);
       std::string hint = guess.empty() ? "" : "did you mean '" + guess + "'? ";

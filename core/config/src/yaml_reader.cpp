@@ -2,7 +2,9 @@
 
 #include <cstdio>
 #include <map>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "nexus/config/diagnostic.hpp"
@@ -45,7 +47,8 @@ bool quote_is_closed(const std::string& text, size_t start) {
 
 class Converter {
  public:
-  Converter(std::string file, const std::string& text) : file_(std::move(file)), text_(text) {}
+  Converter(std::string file, const std::string& text, YamlBudget& budget)
+      : file_(std::move(file)), text_(text), budget_(budget) {}
 
   Node convert(const YAML::Node& y, int depth) {
     Node n;
@@ -55,9 +58,16 @@ class Converter {
             "an alias (*name) probably refers to the anchor (&name) that contains it");
       return n;
     }
+    // yaml-cpp shares an anchor's node among its aliases; the tree built here copies it for every
+    // alias, so this is where a billion laughs would cost memory and time: stop at once.
+    if (budget_.nodes == 0) over_budget("values", kMaxCompositionNodes, "kMaxCompositionNodes");
+    --budget_.nodes;
     switch (y.Type()) {
       case YAML::NodeType::Scalar:
         n.kind = Node::Kind::Scalar;
+        if (y.Scalar().size() > budget_.scalar_bytes)
+          over_budget("bytes of text", kMaxCompositionScalarBytes, "kMaxCompositionScalarBytes");
+        budget_.scalar_bytes -= y.Scalar().size();
         n.scalar = y.Scalar();
         // yaml-cpp tags quoted and block scalars "!", plain ones "?"; an explicit !!str counts
         // as quoted too, since both mean "this is text, not a number".
@@ -106,6 +116,7 @@ class Converter {
                   "; remove one of the two");
         continue;
       }
+      if (depth == 0) top_key_loc_ = key_loc;
       Node value = convert(it->second, depth + 1);
       // An empty value (`key:`) gets the mark of the next token, often on a later line;
       // pointing at the key is clearer.
@@ -119,9 +130,54 @@ class Converter {
     diags_.push_back({loc, std::move(message), std::move(hint)});
   }
 
+  // Blames the top-level key being converted: a node inside an alias carries the mark of its
+  // anchor, which is not where the expansion happens.
+  [[noreturn]] void over_budget(const std::string& what, std::size_t limit, const std::string& name) {
+    throw ConfigError({{top_key_loc_, "the composition expands to more than " + std::to_string(limit) + " " + what +
+                                          " (limit " + name + "), with its aliases expanded and its includes merged",
+                        "each alias (*name) copies the whole value of its anchor (&name); a composition "
+                        "this large is almost certainly aliases nested inside aliases"}});
+  }
+
   std::string file_;
   const std::string& text_;
+  YamlBudget& budget_;
+  Location top_key_loc_{file_, 1, 1};
   std::vector<Diagnostic> diags_;
+};
+
+// Where each document starts, and where the second one's root value starts. YAML::LoadAll of
+// yaml-cpp 0.7 never returns on some invalid texts (a ',' outside brackets: jbeder/yaml-cpp#1040,
+// fixed after 0.8 by #1319): its parser reports an empty document without consuming the token,
+// again and again, and LoadAll collects them until memory runs out. So documents are counted here,
+// stopping early; one that starts where the one before it did is that bug.
+struct Documents : YAML::EventHandler {
+  std::vector<YAML::Mark> starts, roots;  // per document: where it starts, where its value starts
+  bool root_seen = false;
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+    roots.push_back(mark);
+    root_seen = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { root(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { root(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override { root(mark); }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    root(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    root(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void root(const YAML::Mark& mark) {
+    if (!root_seen && !roots.empty()) roots.back() = mark;
+    root_seen = true;
+  }
 };
 
 // yaml-cpp's messages are terse; say what usually causes each one.
@@ -193,23 +249,38 @@ void check_utf8(const std::string& text, const std::string& file) {
 }  // namespace
 
 Node parse_yaml(const std::string& text, const std::string& file) {
+  YamlBudget budget;
+  return parse_yaml(text, file, budget);
+}
+
+Node parse_yaml(const std::string& text, const std::string& file, YamlBudget& budget) {
   check_utf8(text, file);
-  std::vector<YAML::Node> docs;
+  Documents documents;
+  YAML::Node doc;
   try {
-    docs = YAML::LoadAll(text);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    // Three, so that a stuck parser shows even after one good document ("x",).
+    while (documents.starts.size() < 3 && parser.HandleNextDocument(documents)) {
+    }
+    for (std::size_t i = 1; i < documents.starts.size(); ++i)
+      if (documents.starts[i].pos == documents.starts[i - 1].pos)
+        throw ConfigError({{to_location(documents.starts[i], file), "invalid YAML: unexpected character here",
+                            "a ',' separates entries only inside [ ] or { }; quote a value that starts with one"}});
+    if (!documents.starts.empty()) doc = YAML::Load(text);  // the first document only
   } catch (const YAML::Exception& e) {
     throw ConfigError({syntax_diagnostic(e, file)});
   }
-  if (docs.empty()) {
+  if (documents.starts.empty()) {
     Node empty;
     empty.loc = Location{file, 1, 1};
     return empty;
   }
-  Converter converter(file, text);
-  Node root = converter.convert(docs.front(), 0);
+  Converter converter(file, text, budget);
+  Node root = converter.convert(doc, 0);
   auto diags = converter.take_diagnostics();
-  if (docs.size() > 1) {
-    diags.push_back({to_location(docs[1].Mark(), file),
+  if (documents.starts.size() > 1) {
+    diags.push_back({to_location(documents.roots[1], file),
                      "a composition file holds one YAML document, found a second one",
                      "remove the '---' separator, or split the documents into separate files"});
   }

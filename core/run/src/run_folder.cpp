@@ -43,31 +43,34 @@ RunInfo read_run_info(const std::string& run_dir) {
   const auto info_file = fs::path(run_dir) / "run.json";
   if (!fs::exists(info_file))
     throw InputError(run_dir + " is not a run folder: no run.json (runs are written by `nexus train FILE --run DIR`)");
-  nlohmann::json info;
   RunInfo r;
   bool resolved = false;
+  std::string recorded_sha256;
   try {
-    info = nlohmann::json::parse(read_file(info_file));
+    const auto info = nlohmann::json::parse(read_file(info_file));
     r.original = info.at("composition").get<std::string>();
     r.overrides = info.value("overrides", std::vector<std::string>{});
+    recorded_sha256 = info.value("composition_sha256", "");
     resolved = info.value("resolved_composition", "") == kResolvedComposition;
     const auto teachers = info.value("teachers", nlohmann::json::object());
     for (const auto& [name, fingerprint] : teachers.items()) r.teachers.emplace_back(name, fingerprint.get<std::string>());
   } catch (const std::exception& e) {
     throw RuntimeFailure("corrupt " + info_file.string() + ": " + e.what());
   }
+  // Hashing a device or a FIFO (/dev/zero) would never end: only a regular file counts as there.
   std::error_code ec;
-  const bool original_there = fs::exists(r.original, ec);
-  r.changed = !original_there || sha256_file(r.original) != info.value("composition_sha256", "");
+  const bool original_there = fs::is_regular_file(r.original, ec);
+  r.changed = !original_there || sha256_file(r.original) != recorded_sha256;
   if (resolved) {
     // Found relative to wherever the run folder is now.
     r.composition = (fs::absolute(run_dir) / kResolvedComposition).lexically_normal().string();
-    if (!fs::exists(r.composition))
+    if (!fs::is_regular_file(r.composition, ec))
       throw InputError("run " + run_dir + " has lost its " + kResolvedComposition + " (run.json names it)");
     r.overrides.clear();  // applied in the copy
     return r;
   }
-  if (!original_there) throw InputError("the composition of run " + run_dir + ", " + r.original + ", no longer exists");
+  if (!fs::exists(r.original, ec)) throw InputError("the composition of run " + run_dir + ", " + r.original + ", no longer exists");
+  if (!original_there) throw InputError("the composition of run " + run_dir + ", " + r.original + ", is not a regular file");
   r.composition = r.original;
   return r;
 }

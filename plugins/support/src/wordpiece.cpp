@@ -12,6 +12,18 @@
 namespace nexus::support {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Both files are read whole; a model folder is data, so their size is checked first.
+void check_size(const fs::path& file, std::uintmax_t limit, const char* limit_name) {
+  std::error_code ec;
+  const auto size = fs::file_size(file, ec);
+  if (!ec && size > limit)
+    throw std::runtime_error("'" + file.string() + "' has " + std::to_string(size) + " bytes, more than " +
+                             std::to_string(limit) + " (" + limit_name + ")");
+}
+
+}  // namespace
 
 WordPieceTokenizer::WordPieceTokenizer(const std::vector<std::string>& vocab, TokenizerConfig config)
     : vocab_(vocab), config_(std::move(config)) {
@@ -30,6 +42,7 @@ WordPieceTokenizer::WordPieceTokenizer(const std::vector<std::string>& vocab, To
 
 WordPieceTokenizer WordPieceTokenizer::from_folder(const std::string& folder) {
   const auto vocab_path = fs::path(folder) / "vocab.txt";
+  check_size(vocab_path, kMaxVocabFileBytes, "kMaxVocabFileBytes");
   std::ifstream in(vocab_path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read vocabulary '" + vocab_path.string() + "'");
   std::vector<std::string> vocab;
@@ -39,6 +52,7 @@ WordPieceTokenizer WordPieceTokenizer::from_folder(const std::string& folder) {
   TokenizerConfig cfg;
   const auto cfg_path = fs::path(folder) / "tokenizer_config.json";
   if (fs::exists(cfg_path)) {
+    check_size(cfg_path, kMaxTokenizerConfigBytes, "kMaxTokenizerConfigBytes");
     std::ifstream cin(cfg_path);
     nlohmann::json j;
     try {

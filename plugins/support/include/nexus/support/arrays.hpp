@@ -5,7 +5,8 @@
 // - .npy (NumPy format 1.0-3.0): "\x93NUMPY", version, header length, a Python dict literal
 //   {'descr': '<f4', 'fortran_order': False, 'shape': (N, D), }, then raw C-order bytes.
 // Both check every offset and size against the file before touching the data, so a truncated or
-// hostile file is an error naming the file (and the tensor), never a read past the mapping.
+// hostile file is an error naming the file (and the tensor), never a read past the mapping; the
+// headers are parsed by array_headers.hpp, torch-free (its limits are listed there).
 // safetensors is also what NEXUS writes when it stores tensors (checkpoints): tensors only, so
 // reading one back can never run code, and any tool with the `safetensors` package opens it.
 #pragma once

@@ -12,6 +12,11 @@
 
 namespace nexus::support {
 
+// from_folder reads these files whole. BERT's vocab.txt is 232 kB, a multilingual one a few MB;
+// tokenizer_config.json is a few hundred bytes.
+constexpr std::uintmax_t kMaxVocabFileBytes = std::uintmax_t(64) << 20;
+constexpr std::uintmax_t kMaxTokenizerConfigBytes = std::uintmax_t(1) << 20;
+
 struct TokenizerConfig {
   bool lowercase = true;
   int strip_accents = -1;  // -1: follow `lowercase` (BertTokenizer's strip_accents=None), 0: no, 1: yes
