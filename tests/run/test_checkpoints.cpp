@@ -111,6 +111,13 @@ TEST_CASE("a checkpoint holds one safetensors file per module, and a file that d
   write_file_atomically(r.best / "head.cls.safetensors", "not a checkpoint");
   CHECK_THROWS_WITH_AS(run::load_run_weights(*other, r.run), doctest::Contains("corrupt checkpoint file"),
                        run::CheckpointError);
+  // A shape whose product overflows (2^62 x 4 floats "fit" in 0 bytes): an error, not a crash.
+  const std::string header = R"({"linear.weight":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})";
+  std::string overflowing(8, '\0');
+  for (size_t i = 0; i < 8; ++i) overflowing[i] = char((header.size() >> (8 * i)) & 0xff);
+  write_file_atomically(r.best / "head.cls.safetensors", overflowing + header);
+  CHECK_THROWS_WITH_AS(run::load_run_weights(*other, r.run), doctest::Contains("corrupt checkpoint file"),
+                       run::CheckpointError);
   // Modules before the head in the composition's order loaded; the head itself is untouched.
   CHECK(module_digest(*other, "head.cls") == module_digest(*r.f.build(), "head.cls"));
   CHECK(weights_digest(*other) != fresh);

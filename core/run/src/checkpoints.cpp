@@ -90,6 +90,8 @@ std::map<std::string, at::Tensor> read_checkpoint_tensors(const fs::path& file) 
   }
   try {
     return support::read_safetensors(support::MappedFile::open(file.string()), support::Storage::Copy);
+  } catch (const c10::Error& e) {  // a header whose shapes libtorch cannot allocate
+    throw CheckpointError("corrupt checkpoint file " + file.string() + ": " + e.what_without_backtrace());
   } catch (const std::runtime_error& e) {
     throw CheckpointError(std::string("corrupt checkpoint file: ") + e.what());
   }
