@@ -111,6 +111,13 @@ TEST_CASE("a checkpoint holds one safetensors file per module, and a file that d
   write_file_atomically(r.best / "head.cls.safetensors", "not a checkpoint");
   CHECK_THROWS_WITH_AS(run::load_run_weights(*other, r.run), doctest::Contains("corrupt checkpoint file"),
                        run::CheckpointError);
+  // A shape whose product overflows (2^62 x 4 floats "fit" in 0 bytes): an error, not a crash.
+  const std::string header = R"({"linear.weight":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})";
+  std::string overflowing(8, '\0');
+  for (size_t i = 0; i < 8; ++i) overflowing[i] = char((header.size() >> (8 * i)) & 0xff);
+  write_file_atomically(r.best / "head.cls.safetensors", overflowing + header);
+  CHECK_THROWS_WITH_AS(run::load_run_weights(*other, r.run), doctest::Contains("corrupt checkpoint file"),
+                       run::CheckpointError);
   // Modules before the head in the composition's order loaded; the head itself is untouched.
   CHECK(module_digest(*other, "head.cls") == module_digest(*r.f.build(), "head.cls"));
   CHECK(weights_digest(*other) != fresh);
@@ -151,9 +158,12 @@ TEST_CASE("names read from a run folder stay inside it: best and latest name a c
   TrainedRun r;
   const auto dir = fs::path(r.run) / "checkpoints";
   fs::create_directories(fs::path(r.run) / "outside" / "step-00000020");
-  for (const std::string bad : {"../outside/step-00000020", "/etc", "step-00000020/../../outside/step-00000020",
-                                "..", "", "step-", "step-12 x", "step-0000002\x01"}) {
-    CAPTURE(bad);
+  const std::vector<std::string> bad_names = {"../outside/step-00000020", "/etc", "step-00000020/../../outside/step-00000020",
+                                             "..", "", "step-", "step-12 x", "step-0000002\x01",
+                                             "step-" + std::string(100000, '0')};  // not read whole
+  for (const auto& bad : bad_names) {
+    const auto shown = bad.substr(0, 40);
+    CAPTURE(shown);
     write_file_atomically(dir / "best", bad);
     CHECK_THROWS_WITH_AS(run::run_checkpoint(r.run), doctest::Contains("which is not a checkpoint folder"),
                          run::CheckpointRefused);

@@ -16,8 +16,11 @@ namespace fs = std::filesystem;
 namespace {
 
 // The name a pointer file (`best`, `latest`) holds, checked: it is joined to checkpoints/, so a
-// hostile one must not reach outside it.
+// hostile one must not reach outside it (nor be read whole if it is huge).
 std::string read_pointer(const fs::path& file) {
+  if (const auto size = fs::file_size(file); size > 64)
+    throw CheckpointRefused(file.string() + " holds " + std::to_string(size) +
+                            " bytes, which is not a checkpoint folder's name (step-NNNNNNNN)");
   std::string name = read_file(file);
   while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
   return checked_checkpoint_name(name, file.string());
@@ -87,6 +90,8 @@ std::map<std::string, at::Tensor> read_checkpoint_tensors(const fs::path& file) 
   }
   try {
     return support::read_safetensors(support::MappedFile::open(file.string()), support::Storage::Copy);
+  } catch (const c10::Error& e) {  // a header whose shapes libtorch cannot allocate
+    throw CheckpointError("corrupt checkpoint file " + file.string() + ": " + e.what_without_backtrace());
   } catch (const std::runtime_error& e) {
     throw CheckpointError(std::string("corrupt checkpoint file: ") + e.what());
   }
