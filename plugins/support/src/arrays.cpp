@@ -1,5 +1,7 @@
 #include "nexus/support/arrays.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <cstring>
 #include <stdexcept>
 #include <vector>
