@@ -13,15 +13,24 @@
 
 namespace {
 
-// One folder per process, reused for every input; run.json names files relative to the
-// working folder, which scripts/fuzz.sh sets to the corpus copy.
-const std::string& run_dir() {
-  static const std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("nexus-run-json-fuzz-" + std::to_string(::getpid()));
+// One folder per process, reused for every input and removed at exit; run.json names files
+// relative to the working folder, which scripts/fuzz.sh sets to the corpus copy.
+struct RunDir {
+  std::string path;
+  RunDir() {
+    const auto d = std::filesystem::temp_directory_path() / ("nexus-run-json-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
-    return d.string();
-  }();
-  return dir;
+    path = d.string();
+  }
+  ~RunDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+const std::string& run_dir() {
+  static const RunDir dir;
+  return dir.path;
 }
 
 }  // namespace
