@@ -33,7 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <future>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
@@ -159,19 +159,30 @@ void Registry::scan() {
     if (auto hit = cache.lookup(files[i], digests[i])) libraries_[i] = *hit;
     else to_probe.push_back(i);
   }
-  // Probes are separate processes that mostly wait on dlopen and libtorch start-up: run a few at once.
-  const size_t parallel = std::max(2u, std::thread::hardware_concurrency());
-  for (size_t b = 0; b < to_probe.size(); b += parallel) {
-    std::vector<std::future<LibraryRecord>> running;
-    for (size_t k = b; k < std::min(to_probe.size(), b + parallel); ++k)
-      running.push_back(std::async(std::launch::async, probe_in_child, files[to_probe[k]], options_.probe_timeout_seconds));
-    for (size_t k = 0; k < running.size(); ++k) {
-      auto rec = running[k].get();
-      rec.sha256 = digests[to_probe[b + k]];  // hashed before the probe: a later change fails the load check
-      spdlog::debug("probed {} in {:.2f} s: {}", rec.path, rec.probe_seconds, to_string(rec.status));
-      libraries_[to_probe[b + k]] = rec;
-      cache.store(rec);
-    }
+  // Probes are separate processes that mostly wait on dlopen and libtorch start-up: run a few at
+  // once, each worker taking the next library as soon as its last probe ends, so a library that
+  // hangs until the deadline holds one slot rather than a whole batch.
+  std::vector<LibraryRecord> probed(to_probe.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t k = next++; k < to_probe.size(); k = next++) try {
+        probed[k] = probe_in_child(files[to_probe[k]], options_.probe_timeout_seconds);
+      } catch (const std::exception& e) {  // an exception must not leave a std::thread
+        probed[k].path = files[to_probe[k]];
+        probed[k].status = Status::Broken;
+        probed[k].reason = std::string("cannot probe: ") + e.what();
+      }
+  };
+  const size_t slots = std::min<size_t>(to_probe.size(), std::max(2u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> workers;
+  for (size_t w = 0; w < slots; ++w) workers.emplace_back(worker);
+  for (auto& w : workers) w.join();
+  for (size_t k = 0; k < to_probe.size(); ++k) {
+    auto& rec = probed[k];
+    rec.sha256 = digests[to_probe[k]];  // hashed before the probe: a later change fails the load check
+    spdlog::debug("probed {} in {:.2f} s: {}", rec.path, rec.probe_seconds, to_string(rec.status));
+    libraries_[to_probe[k]] = rec;
+    cache.store(rec);
   }
   if (!to_probe.empty()) cache.save();
   for (auto& lib : libraries_)

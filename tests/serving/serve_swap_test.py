@@ -1,7 +1,7 @@
 """Hot swaps under load: `nexus serve` keeps answering while runs are swapped in and out.
 
-Two client threads (bench's nexus-serve-load) drive the server on loopback; first 10 s without
-swaps, then 62 s during which 100 swaps alternate between runs a and b. Every response names the
+Two client threads (bench's nexus-serve-load) drive the server on loopback; first 5 s without
+swaps, then 30 s during which 100 swaps alternate between runs a and b. Every response names the
 version that served it, and the load tool checks that its predictions are exactly those version's
 (reference answers taken from each run before the load): a response mixing parts of a and b would
 match neither. Passes with 0 failed requests, 0 mixed responses, 100 swaps done; prints p99
@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 nexus, load_tool, tests = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-with_swaps = float(sys.argv[4]) if len(sys.argv) > 4 else 62.0
+with_swaps = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
+QUIET = 5.0
 SWAPS = 100
 work = Path(tempfile.mkdtemp())
 env = dict(os.environ, NEXUS_CACHE_DIR=str(work / "cache"))
@@ -77,9 +78,9 @@ try:
         except ValueError:
             sys.exit(f"the load tool failed (exit {out.returncode}): {out.stderr}")
 
-    quiet = load(10)
+    quiet = load(QUIET)
     expect(quiet["failed"] == 0 and quiet["mismatched"] == 0 and quiet["ok"] > 100,
-           f"10 s without swaps: {quiet['ok']} requests ok, {quiet['failed']} failed, {quiet['mismatched']} mixed")
+           f"{QUIET:.0f} s without swaps: {quiet['ok']} requests ok, {quiet['failed']} failed, {quiet['mismatched']} mixed")
 
     swap_results, swap_seconds = [], []
 

@@ -29,7 +29,8 @@
 #define NEXUS_EXPORT extern "C" __attribute__((visibility("default")))
 
 // What the handshake reports. Overridable only so that tests can build deliberately mismatched
-// plugins; a real plugin never defines these.
+// plugins (tests/registry/zoo/versioned.cpp redefines them after this header); a real plugin
+// never defines these.
 #ifndef NEXUS_PLUGIN_BUILD_ABI_MAJOR
 #define NEXUS_PLUGIN_BUILD_ABI_MAJOR NEXUS_ABI_MAJOR
 #endif
