@@ -33,6 +33,7 @@ struct Globals {
   std::vector<std::string> plugin_paths;
   double probe_timeout = 30.0;
   bool no_probe_cache = false;
+  int compute_threads = 0;  // 0: automatic (nexus/model/compute_threads.hpp)
   std::string log_level = "warn";
 };
 

@@ -11,6 +11,7 @@
 #include "cli.hpp"
 #include "nexus/abi.h"
 #include "nexus/config/diagnostic.hpp"
+#include "nexus/model/compute_threads.hpp"
 #include "nexus/version.hpp"
 
 namespace po = boost::program_options;
@@ -36,7 +37,9 @@ int run(int argc, char** argv) {
       ("plugin-path", po::value(&g.plugin_paths)->composing(), "plugin directory searched first (repeatable)")
       ("log-level", po::value(&g.log_level)->default_value("warn"), "trace, debug, info, warn, error or off")
       ("probe-timeout", po::value(&g.probe_timeout)->default_value(30.0), "seconds a plugin probe may take")
-      ("no-probe-cache", po::bool_switch(&g.no_probe_cache), "probe every plugin again");
+      ("no-probe-cache", po::bool_switch(&g.no_probe_cache), "probe every plugin again")
+      ("compute-threads", po::value(&g.compute_threads)->default_value(0),
+       "threads for libtorch's CPU work per process (0: OMP_NUM_THREADS if set, else all cores; under --nproc, cores / N)");
   po::options_description hidden;
   hidden.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -53,6 +56,8 @@ int run(int argc, char** argv) {
     throw UsageError(e.what());
   }
   spdlog::set_level(spdlog::level::from_str(g.log_level));
+  const auto threads = nexus::apply_compute_threads(g.compute_threads);
+  spdlog::debug("compute threads: {} ({})", threads.count, threads.reason);
   if (!vm.count("command")) {
     std::cout << global << "\n" << command_list();
     return vm.count("help") ? kOk : kBadInput;

@@ -83,6 +83,7 @@ int launch(const Globals& g, const TrainArgs& a, const std::vector<std::string>&
   const auto level = spdlog::level::to_string_view(spdlog::get_level());
   launch.argv.insert(launch.argv.end(), {"--log-level", std::string(level.data(), level.size())});
   if (g.no_probe_cache) launch.argv.push_back("--no-probe-cache");
+  if (g.compute_threads > 0) launch.argv.insert(launch.argv.end(), {"--compute-threads", std::to_string(g.compute_threads)});
   launch.argv.push_back("train");
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--nproc") ++i;  // the workers are the processes

@@ -1,6 +1,6 @@
 #include "bert.hpp"
 
-#include <cstdlib>
+#include <nexus/support/cpu_kernels.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/activation.h>
@@ -35,41 +35,21 @@ void BertLayerImpl::prepare(bool use_mkldnn) {
   fused_ = {torch::cat({query_->weight, key_->weight, value_->weight}), torch::cat({query_->bias, key_->bias, value_->bias}),
             attn_out_->weight, attn_out_->bias, inter_->weight, inter_->bias, out_->weight, out_->bias};
   mkldnn_ = use_mkldnn;
-  for (auto& t : fused_) t = use_mkldnn ? t.detach().contiguous().to_mkldnn() : t.detach().contiguous();
+  for (auto& t : fused_) t = nexus::support::pack_for_linear(t, use_mkldnn);
 }
 
 torch::Tensor BertLayerImpl::linear(const torch::Tensor& x, std::size_t i) const {
-  const auto& w = fused_[2 * i];
-  const auto& b = fused_[2 * i + 1];
-  if (!mkldnn_) return torch::linear(x, w, b);
-  auto shape = x.sizes().vec();
-  shape.back() = w.size(0);
-  return at::mkldnn_linear(x.reshape({-1, x.size(-1)}).to_mkldnn(), w, b).to_dense().view(shape);
+  return nexus::support::linear(x, fused_[2 * i], fused_[2 * i + 1], mkldnn_);
 }
-
-namespace {
-// a [B, heads, L, d] times w [B, heads, M, d] transposed -> [B, heads, L, M], one oneDNN product
-// per (sequence, head). For long sequences this beats at::matmul, whose batched float products
-// go through the generic BLAS the Debian libtorch links.
-torch::Tensor mkldnn_bmm_nt(const torch::Tensor& a, const torch::Tensor& w) {
-  auto out = torch::empty({a.size(0), a.size(1), a.size(2), w.size(2)}, a.options());
-  for (int64_t i = 0; i < a.size(0); ++i)
-    for (int64_t h = 0; h < a.size(1); ++h)
-      out[i][h].copy_(at::mkldnn_linear(a[i][h].contiguous().to_mkldnn(), w[i][h].contiguous().to_mkldnn()).to_dense());
-  return out;
-}
-constexpr int64_t kMkldnnAttentionMinLength = 64;
-}  // namespace
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& additive_mask) {
   const auto b = x.size(0), l = x.size(1), h = x.size(2);
   auto qkv = linear(x, 0).view({b, l, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});  // [3, B, heads, L, d]
   auto q = qkv[0], k = qkv[1], v = qkv[2];
-  const bool per_head = mkldnn_ && l >= kMkldnnAttentionMinLength;
-  auto scores = per_head ? mkldnn_bmm_nt(q, k) : torch::matmul(q, k.transpose(-1, -2));
+  auto scores = nexus::support::bmm_nt(q, k, mkldnn_);
   scores.div_(std::sqrt(double(head_dim_))).add_(additive_mask);
   auto probs = torch::softmax(scores, -1);
-  auto ctx = per_head ? mkldnn_bmm_nt(probs, v.transpose(-1, -2)) : torch::matmul(probs, v);
+  auto ctx = nexus::support::bmm_nt(probs, v.transpose(-1, -2), mkldnn_);
   ctx = ctx.transpose(1, 2).reshape({b, l, h});
   auto y = attn_norm_->forward(linear(ctx, 1).add_(x));
   auto mid = linear(y, 2);
@@ -186,9 +166,7 @@ void BertModelImpl::load_hf_state(const std::map<std::string, torch::Tensor>& te
 
 void BertModelImpl::prepare() {
   const auto device = word_->weight.device();
-  const char* env = std::getenv("NEXUS_HF_MKLDNN");
-  const bool use_mkldnn = device.is_cpu() && at::hasMKLDNN() && word_->weight.scalar_type() == torch::kFloat &&
-                          !(env && std::string(env) == "0");
+  const bool use_mkldnn = nexus::support::use_mkldnn(device, word_->weight.scalar_type());
   for (auto& layer : layers_) layer->prepare(use_mkldnn);
   prepared_ = true;
   prepared_device_ = device;

@@ -6,6 +6,7 @@
 #include <nexus/sha256.hpp>
 
 #include "nexus/config/composition.hpp"
+#include "nexus/model/compute_threads.hpp"
 #include "nexus/model/device.hpp"
 #include "nexus/model/system.hpp"
 #include "test_support.hpp"
@@ -124,6 +125,24 @@ TEST_CASE("a TorchScript file teacher: loads a saved module and fingerprints its
   CHECK(torch::allclose(t->encode(in), torch::full({2, 3}, 2.0)));
   CHECK_THROWS_WITH_AS(reg.create_teacher("torchscript", Options().set("path", "/nonexistent.pt").set("input_shape", "3")),
                        doctest::Contains("cannot load TorchScript file '/nonexistent.pt'"), registry::PluginError);
+}
+
+TEST_CASE("compute threads: the flag, then OMP_NUM_THREADS, then every core; nonsense is refused") {
+  CHECK(choose_compute_threads(3, "2", 16).count == 3);
+  CHECK(choose_compute_threads(3, "2", 16).reason == "--compute-threads");
+  CHECK(choose_compute_threads(0, "2", 16).count == 2);
+  CHECK(choose_compute_threads(0, "4,2", 16).count == 4);  // OpenMP's nested list: the outer level
+  CHECK(choose_compute_threads(0, nullptr, 16).count == 16);
+  CHECK(choose_compute_threads(0, "", 16).reason == "all 16 cores");
+  CHECK(choose_compute_threads(0, nullptr, 0).count == 1);  // hardware_concurrency() may not know
+  CHECK_THROWS_AS(choose_compute_threads(-1, nullptr, 2), InputError);
+  for (const char* bad : {"0", "-2", "two", "2x", "99999"})
+    CHECK_THROWS_WITH_AS(choose_compute_threads(0, bad, 2), doctest::Contains("OMP_NUM_THREADS"), InputError);
+  // Applied, libtorch reports the count chosen (restored afterwards for the other tests).
+  const int before = at::get_num_threads();
+  CHECK(apply_compute_threads(2).count == 2);
+  CHECK(at::get_num_threads() == 2);
+  at::set_num_threads(before);
 }
 
 TEST_CASE("device specs: cpu and auto run here; a GPU that is not there is refused with the reason") {
