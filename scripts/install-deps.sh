@@ -9,7 +9,7 @@ packages=(
   # libtorch's BLAS: Debian's default reference BLAS is single-threaded and ~20x slower than
   # OpenBLAS at the GEMMs towers and teachers run; installing this switches libblas.so.3 to it.
   libopenblas0-pthread
-  python3-torch python3-numpy        # the image teacher's recipe and bench/train_throughput's reference
+  python3-torch python3-numpy python3-yaml  # the image teacher's recipe and bench/train_throughput's reference
   python3-onnx                       # scripts/onnx_to_hf.py: a model wheel that ships only ONNX
   libboost-dev libboost-filesystem-dev libboost-program-options-dev   # Boost.DLL, Program_options
   libyaml-cpp-dev libspdlog-dev doctest-dev nlohmann-json3-dev
@@ -36,12 +36,13 @@ else
 fi
 
 # PyPI, pinned. safetensors: ctest checkpoint_python opens NEXUS checkpoints with it, as a Python
-# user would (Debian ships no python3-safetensors).
-pip_packages=(safetensors==0.8.0)
+# user would (Debian ships no python3-safetensors). gguf (with tqdm, which it imports):
+# scripts/gguf_to_hf.py, which fetch_models.sh runs to test decoder_llm's Hugging Face folder path.
+pip_packages=(safetensors==0.8.0 gguf==0.19.0 tqdm==4.67.1)
 for spec in "${pip_packages[@]}"; do
   if [ "$(/usr/bin/python3 -c "import importlib.metadata as m; print(m.version('${spec%%==*}'))" 2>/dev/null)" = "${spec##*==}" ]; then
     echo "install-deps: $spec present"
   else
-    /usr/bin/python3 -m pip install -q --user --break-system-packages "$spec"
+    /usr/bin/python3 -m pip install -q --user --break-system-packages --no-deps "$spec"
   fi
 done
