@@ -25,7 +25,8 @@
 using namespace nexus;
 using namespace nexus::test;
 
-namespace {
+// A named namespace: the unit tests compile as one unity unit, where anonymous helpers collide.
+namespace decoder_llm_test {
 
 const fs::path kModels = fs::path(NEXUS_MODELS_DIR);
 const std::string kGguf = (kModels / "SmolLM2-135M-Instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf").string();
@@ -50,30 +51,24 @@ const Reference& reference() {
       r.texts.push_back(s.at("text").get<std::string>());
       r.ids.push_back(s.at("ids").get<std::vector<int32_t>>());
     }
-    r.states = support::read_npy((dir / "smollm2.npy").string()).to(torch::kFloat);
+    r.states = support::read_npy(support::MappedFile::open((dir / "smollm2.npy").string()), support::Storage::Copy).to(torch::kFloat);
     return r;
   }();
   return r;
 }
 
-std::shared_ptr<Teacher> make(const std::string& path, Options extra = {}) {
+std::shared_ptr<Teacher> make_llm(const std::string& path, Options extra = {}) {
   extra.set("path", path);
   return builtin_registry().create_teacher("decoder_llm", extra);
 }
 
-std::string create_error(const std::string& path, Options extra = {}) {
+std::string llm_create_error(const std::string& path, Options extra = {}) {
   try {
-    make(path, std::move(extra));
+    make_llm(path, std::move(extra));
   } catch (const std::exception& e) {
     return e.what();
   }
   return "";
-}
-
-TeacherInput texts(const std::vector<std::string>& t) {
-  TeacherInput in;
-  in.texts = t;
-  return in;
 }
 
 // Every sentence's pooled states (mean and last at both reference layers) against the fixture.
@@ -108,7 +103,9 @@ Options reference_options() {
       .set("max_length", std::to_string(r.max_length));
 }
 
-}  // namespace
+}  // namespace decoder_llm_test
+
+using namespace decoder_llm_test;
 
 TEST_CASE("decoder_llm: SmolLM2's GGUF gives transformers' token ids and hidden states") {
   REQUIRE_MESSAGE(fs::exists(kGguf), kGguf << " is missing: run scripts/fetch_models.sh");
@@ -127,7 +124,7 @@ TEST_CASE("decoder_llm: SmolLM2's GGUF gives transformers' token ids and hidden 
     }
   }
   CHECK(mismatches == 0);
-  const auto t = make(kGguf, reference_options());
+  const auto t = make_llm(kGguf, reference_options());
   CHECK(t->modality() == Modality::Text);
   CHECK(t->width() == 4 * 576);
   CHECK(t->fingerprint().weights_hash == sha256_file(kGguf));
@@ -145,12 +142,12 @@ TEST_CASE("decoder_llm: the Hugging Face folder converted from the GGUF gives th
     mismatches += ids != r.ids[i];
   }
   CHECK(mismatches == 0);
-  check_states(make(kFolder, reference_options()), "HF folder");
+  check_states(make_llm(kFolder, reference_options()), "HF folder");
 }
 
 TEST_CASE("decoder_llm: only the layers asked for are kept; pooling, templates and the fingerprint") {
-  const auto tiny = [](Options o) { return make("@tiny", std::move(o)); };
-  const auto in = texts({"one two three", "a much longer sentence with more words in it", "x"});
+  const auto tiny = [](Options o) { return make_llm("@tiny", std::move(o)); };
+  const auto in = texts(std::vector<std::string>{"one two three", "a much longer sentence with more words in it", "x"});
   const auto both = tiny(Options().set("layer", "1,-1").set("pooling", "mean_last"));
   CHECK(both->width() == 2 * 2 * 32);
   const auto f = both->encode(in);
@@ -160,7 +157,7 @@ TEST_CASE("decoder_llm: only the layers asked for are kept; pooling, templates a
   CHECK(torch::allclose(f.slice(1, 0, 32), mean1, 1e-5, 1e-6));
   CHECK(torch::allclose(f.slice(1, 96, 128), last2, 1e-5, 1e-6));
   // Batched (sorted, padded) equals one at a time.
-  const auto alone = tiny(Options().set("layer", "1,-1").set("pooling", "mean_last"))->encode(texts({"x"}));
+  const auto alone = tiny(Options().set("layer", "1,-1").set("pooling", "mean_last"))->encode(texts(std::vector<std::string>{"x"}));
   CHECK(torch::allclose(alone, f.slice(0, 2, 3), 1e-5, 1e-6));
   // A template changes the input, and so the features and the fingerprint.
   const auto templated = tiny(Options().set("template", "Query: {text}"));
@@ -169,22 +166,22 @@ TEST_CASE("decoder_llm: only the layers asked for are kept; pooling, templates a
   CHECK(!torch::allclose(templated->encode(in), plain->encode(in)));
   CHECK(tiny(Options().set("max_length", "3"))->fingerprint().str() != plain->fingerprint().str());
   CHECK(tiny(Options().set("layer", "1"))->fingerprint().str() != plain->fingerprint().str());
-  CHECK(create_error("@tiny", Options().set("template", "no placeholder")).find("{text}") != std::string::npos);
-  CHECK(create_error("@tiny", Options().set("layer", "3")).find("must be in [-3, 2]") != std::string::npos);
-  CHECK(create_error("@tiny", Options().set("max_length", "1")).find("max_length") != std::string::npos);
+  CHECK(llm_create_error("@tiny", Options().set("template", "no placeholder")).find("{text}") != std::string::npos);
+  CHECK(llm_create_error("@tiny", Options().set("layer", "3")).find("must be in [-3, 2]") != std::string::npos);
+  CHECK(llm_create_error("@tiny", Options().set("max_length", "1")).find("max_length") != std::string::npos);
 }
 
 TEST_CASE("decoder_llm: bad folders and files are refused with the reason, before allocating") {
   TempDir dir;
-  CHECK(create_error((dir.path / "nothing").string()).find("neither a model folder nor a GGUF file") != std::string::npos);
-  CHECK(create_error(dir.path.string()).find("no config.json") != std::string::npos);
+  CHECK(llm_create_error((dir.path / "nothing").string()).find("neither a model folder nor a GGUF file") != std::string::npos);
+  CHECK(llm_create_error(dir.path.string()).find("no config.json") != std::string::npos);
   std::ofstream(dir.path / "tokenizer.json") << "{}";
   std::ofstream(dir.path / "config.json") << R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
     "intermediate_size": 16, "num_hidden_layers": 100000000, "num_attention_heads": 2})";
-  CHECK(create_error(dir.path.string()).find("'num_hidden_layers' must be an integer in [1, 1024]") != std::string::npos);
+  CHECK(llm_create_error(dir.path.string()).find("'num_hidden_layers' must be an integer in [1, 1024]") != std::string::npos);
   std::ofstream(dir.path / "config.json") << R"({"model_type": "gpt_neox"})";
-  CHECK(create_error(dir.path.string()).find("model_type 'gpt_neox'") != std::string::npos);
+  CHECK(llm_create_error(dir.path.string()).find("model_type 'gpt_neox'") != std::string::npos);
   const auto junk = (dir.path / "model.gguf").string();
   std::ofstream(junk) << "GGUF but not really";
-  CHECK(create_error(junk).find(junk) != std::string::npos);
+  CHECK(llm_create_error(junk).find(junk) != std::string::npos);
 }
