@@ -2,8 +2,8 @@
 // `tokenizers` 0.23.3 (tests/fixtures/bpe, written by scripts/make_bpe_reference.py): four small
 // trained tokenizers in the GPT-2, Llama 3, Qwen2 and SmolLM2 configurations (plus two
 // add_prefix_space variants), read from their tokenizer.json and again as GGUF-style vocabularies,
-// and SmolLM2's real 49,152-token vocabulary when $NEXUS_SMOLLM2_TOKENIZER_JSON names its
-// tokenizer.json (built from the GGUF by the script). Then the bounds and refusals.
+// and SmolLM2's real 49,152-token vocabulary (the tokenizer.json scripts/gguf_to_hf.py makes from
+// its GGUF, in scripts/fetch_models.sh). Then the bounds and refusals.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -150,12 +150,11 @@ TEST_CASE("BPE tokenizer: a GGUF-style vocabulary gives the same ids as the toke
 }
 
 TEST_CASE("BPE tokenizer: SmolLM2's real vocabulary encodes exactly as tokenizers does") {
-  const char* path = std::getenv("NEXUS_SMOLLM2_TOKENIZER_JSON");
-  if (!path || !*path) {
-    MESSAGE("skipped: set NEXUS_SMOLLM2_TOKENIZER_JSON to the tokenizer.json scripts/make_bpe_reference.py "
-            "--smollm2 builds from SmolLM2-135M-Instruct's GGUF");
-    return;
-  }
+  // The folder scripts/fetch_models.sh converts from SmolLM2's GGUF (scripts/gguf_to_hf.py);
+  // NEXUS_SMOLLM2_TOKENIZER_JSON may name another (scripts/make_bpe_reference.py --smollm2 builds one).
+  std::string path = std::string(NEXUS_MODELS_DIR) + "/SmolLM2-135M-Instruct-hf/tokenizer.json";
+  if (const char* env = std::getenv("NEXUS_SMOLLM2_TOKENIZER_JSON"); env && *env) path = env;
+  REQUIRE_MESSAGE(fs::exists(path), path << " is missing: run scripts/fetch_models.sh");
   const auto tok = BpeTokenizer::from_tokenizer_json(path);
   const auto ref = reference(kDir / "smollm2_reference.json");
   const auto texts = sentences();
