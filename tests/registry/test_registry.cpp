@@ -50,8 +50,8 @@ TEST_CASE("every built-in plugin probes ok, each from its own library") {
       {"topk", "router"},         {"sigmoid", "router"},     {"conditioned", "router"},    {"mse", "loss"},
       {"cosine", "loss"},         {"cross_entropy", "loss"}, {"kl", "loss"},               {"load_balance", "loss"},
       {"z_loss", "loss"},         {"routing_entropy", "loss"}, {"torchscript", "teacher"}, {"hf_encoder", "teacher"},
-      {"feature_file", "teacher"}};
-  REQUIRE(expected.size() == 17);
+      {"feature_file", "teacher"}, {"decoder_llm", "teacher"}};
+  REQUIRE(expected.size() == 18);
   std::set<std::string> libs;
   for (const auto& [name, kind] : expected) {
     const auto* c = reg.find(kind, name);
@@ -60,8 +60,8 @@ TEST_CASE("every built-in plugin probes ok, each from its own library") {
     CHECK(c->reason.empty());
     libs.insert(c->library);
   }
-  CHECK(libs.size() == 6);
-  CHECK(reg.libraries().size() == 6);
+  CHECK(libs.size() == 7);
+  CHECK(reg.libraries().size() == 7);
 }
 
 TEST_CASE("broken plugins are listed with exact reasons and the host keeps working") {
