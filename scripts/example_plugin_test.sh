@@ -24,7 +24,7 @@ ex = [r for r in rows if r["name"] == "char_ngrams"]
 assert ex and ex[0]["status"] == "ok" and ex[0]["kind"] == "teacher", ex
 assert ex[0]["library"].endswith("build/example/example_teacher.so"), ex[0]["library"]
 builtins = [r for r in rows if r["library"].startswith(sys.argv[2])]
-assert len(builtins) == 17 and all(r["status"] == "ok" for r in builtins), builtins
+assert len(builtins) == 18 and all(r["status"] == "ok" for r in builtins), builtins
 print("ok: example plugin listed from", ex[0]["library"], "beside", len(builtins), "installed built-ins")
 PY
 "$nexus" validate examples/teacher_plugin/composition.yaml
