@@ -28,11 +28,15 @@ std::string npy_bytes(const std::string& dict, const std::string& data = "") {
   return out + h + data;
 }
 
-std::string safetensors_bytes(const nlohmann::json& header, std::size_t data_bytes) {
-  const std::string text = header.dump();
+// A safetensors file whose header is `text` as written (it need not be what json would dump).
+std::string raw_safetensors_bytes(const std::string& text, std::size_t data_bytes) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[std::size_t(i)] = char((uint64_t(text.size()) >> (8 * i)) & 0xff);
   return out + text + std::string(data_bytes, '\0');
+}
+
+std::string safetensors_bytes(const nlohmann::json& header, std::size_t data_bytes) {
+  return raw_safetensors_bytes(header.dump(), data_bytes);
 }
 
 // What read_npy / read_safetensors say about `bytes` written to a file ("" if they accept it).
@@ -150,6 +154,11 @@ TEST_CASE("safetensors: counts, shapes and offsets are checked against the file"
   huge[3] = '\x02';  // 32 MiB
   huge += "{}" + std::string((std::size_t(32) << 20) - 2, ' ');
   CHECK(safetensors_error(huge, dir).find("kMaxSafetensorsHeaderBytes") != std::string::npos);
+  // A dtype nested 300,000 arrays deep is named by its kind: printing it whole recursed once per
+  // level, and overflowed the stack.
+  const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+  err = safetensors_error(raw_safetensors_bytes(R"({"a": {"dtype": )" + deep + R"(, "shape": [1], "data_offsets": [0, 4]}})", 4), dir);
+  CHECK(err.find("unsupported dtype an array") != std::string::npos);
   // Entries of the wrong JSON type are errors, not exceptions of another kind.
   for (const nlohmann::json& bad : {nlohmann::json{{"a", 5}}, nlohmann::json{{"a", {{"dtype", 1}, {"shape", {1}}, {"data_offsets", {0, 4}}}}},
                                     nlohmann::json{{"a", {{"dtype", "F32"}, {"shape", {1.5}}, {"data_offsets", {0, 4}}}}},

@@ -179,6 +179,12 @@ TEST_CASE("decoder_llm: bad folders and files are refused with the reason, befor
   std::ofstream(dir.path / "config.json") << R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
     "intermediate_size": 16, "num_hidden_layers": 100000000, "num_attention_heads": 2})";
   CHECK(llm_create_error(dir.path.string()).find("'num_hidden_layers' must be an integer in [1, 1024]") != std::string::npos);
+  // A value nested 300,000 arrays deep (600 kB, under kMaxModelConfigBytes) is an error naming the
+  // field: printing it whole recursed once per level, and overflowed the stack.
+  std::ofstream(dir.path / "config.json") << R"({"model_type": "llama", "vocab_size": )" << std::string(300000, '[')
+                                          << std::string(300000, ']') << "}";
+  CHECK(llm_create_error(dir.path.string()).find("'vocab_size' must be an integer in [1, 4194304] (kMaxVocabSize), got an array") !=
+        std::string::npos);
   std::ofstream(dir.path / "config.json") << R"({"model_type": "gpt_neox"})";
   CHECK(llm_create_error(dir.path.string()).find("model_type 'gpt_neox'") != std::string::npos);
   const auto junk = (dir.path / "model.gguf").string();

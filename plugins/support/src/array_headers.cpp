@@ -1,5 +1,7 @@
 #include "nexus/support/array_headers.hpp"
 
+#include "nexus/support/json_fields.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -145,7 +147,7 @@ SafetensorsEntry safetensors_entry(const std::string& tensor, const nlohmann::js
   SafetensorsEntry e;
   e.name = tensor;
   if (!dtype->is_string() || !safetensors_dtype(dtype->get<std::string>(), e.dtype))
-    throw bad("unsupported dtype " + dtype->dump().substr(0, 40));
+    throw bad("unsupported dtype " + json_shown(*dtype));
   if (!shape->is_array()) throw bad("corrupt header entry: shape is not a list");
   if (shape->size() > kMaxArrayDims)
     throw bad("shape has " + std::to_string(shape->size()) + " dimensions, more than " + std::to_string(kMaxArrayDims) +

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bpe_impl.hpp"
+#include "nexus/support/json_fields.hpp"
 
 namespace nexus::support {
 namespace fs = std::filesystem;
@@ -21,13 +22,7 @@ namespace {
 constexpr int kMaxComponentDepth = 8;  // Sequence in Sequence; real files nest one level
 
 std::string clip(const std::string& s, std::size_t n = 60) { return s.size() <= n ? s : s.substr(0, n) + "..."; }
-// Only scalars are printed: dumping (or copying) a value is recursive, and a hostile file can nest
-// arrays a million deep.
-std::string clip(const json& j) {
-  if (j.is_array()) return "an array";
-  if (j.is_object()) return "an object";
-  return clip(j.dump(-1, ' ', false, json::error_handler_t::replace));
-}
+std::string clip(const json& j) { return json_shown(j, 60); }
 
 // j[key] without copying it; null when absent.
 const json& at(const json& j, const char* key) {

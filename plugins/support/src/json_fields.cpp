@@ -8,7 +8,6 @@
 namespace nexus::support {
 
 namespace {
-std::string shown(const nlohmann::json& v) { return v.dump().substr(0, 40); }
 std::string number_text(double v) {
   std::ostringstream s;
   s << v;
@@ -55,7 +54,7 @@ int64_t json_int(const nlohmann::json& j, const char* key, int64_t min, int64_t 
   if (!in_range)
     throw std::runtime_error(context + ": '" + key + "' must be an integer in [" + std::to_string(min) + ", " +
                              std::to_string(max) + "]" + (limit[0] ? std::string(" (") + limit + ")" : "") + ", got " +
-                             shown(*it));
+                             json_shown(*it));
   return it->get<int64_t>();
 }
 
@@ -65,22 +64,29 @@ double json_number(const nlohmann::json& j, const char* key, double low, double 
   if (it == j.end() || it->is_null()) return fallback;
   if (!it->is_number() || !(it->get<double>() > low && it->get<double>() < high))
     throw std::runtime_error(context + ": '" + key + "' must be a number in (" + number_text(low) + ", " + number_text(high) +
-                             "), got " + shown(*it));
+                             "), got " + json_shown(*it));
   return it->get<double>();
 }
 
 std::string json_string(const nlohmann::json& j, const char* key, const std::string& fallback, const std::string& context) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_string()) throw std::runtime_error(context + ": '" + key + "' must be a string, got " + shown(*it));
+  if (!it->is_string()) throw std::runtime_error(context + ": '" + key + "' must be a string, got " + json_shown(*it));
   return it->get<std::string>();
 }
 
 bool json_bool(const nlohmann::json& j, const char* key, bool fallback, const std::string& context) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) throw std::runtime_error(context + ": '" + key + "' must be true or false, got " + shown(*it));
+  if (!it->is_boolean()) throw std::runtime_error(context + ": '" + key + "' must be true or false, got " + json_shown(*it));
   return it->get<bool>();
+}
+
+std::string json_shown(const nlohmann::json& v, std::size_t max_chars) {
+  if (v.is_array()) return "an array";
+  if (v.is_object()) return "an object";
+  const auto text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text.size() <= max_chars ? text : text.substr(0, max_chars) + "...";
 }
 
 }  // namespace nexus::support

@@ -30,4 +30,9 @@ std::string json_string(const nlohmann::json& j, const char* key, const std::str
 // A boolean field; missing -> fallback.
 bool json_bool(const nlohmann::json& j, const char* key, bool fallback, const std::string& context);
 
+// A value as a message shows it: a scalar as JSON text, cut to `max_chars` (then "..."); an array
+// or an object only by its kind, since printing one recurses once per level and a hostile file of
+// 1 MiB can nest 500,000 levels (a stack overflow, not an error).
+std::string json_shown(const nlohmann::json& v, std::size_t max_chars = 40);
+
 }  // namespace nexus::support
