@@ -91,6 +91,18 @@ check "cache ls" 0 "$nexus" cache ls
 grep -qE " val\[:1000\] +1000 " "$work/out" && echo "ok: cache ls keeps a sliced split and its rows apart" \
   || { echo "FAIL: cache ls columns"; cat "$work/out"; failures=$((failures + 1)); }
 
+# A composition naming a Hugging Face Qwen2 folder as a decoder_llm teacher caches like any other.
+qwen="$tests/cli/qwen_demo.yaml"
+check "cache build with a Qwen2 folder as a decoder_llm teacher" 0 "$nexus" cache build "$qwen" --split val --json
+python3 - "$work/out" <<'PY' || failures=$((failures + 1))
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [(r["teacher"], r["split"]) for r in rows] == [("qwen", "val")], rows
+assert rows[0]["rows"] == 1203 and rows[0]["computed_rows"] == 1203 and rows[0]["width"] == 128, rows
+print("ok: cache build ran the Qwen2 folder over 1203 rows, 128 wide")
+PY
+check "cache verify after the Qwen2 entry" 0 "$nexus" cache verify
+
 # Training: an uninterrupted run, then one killed with SIGKILL after its step-100 checkpoint and
 # resumed, must end with bitwise-identical weights.
 train="$tests/cli/train_demo.yaml"
