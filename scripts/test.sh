@@ -9,7 +9,7 @@ export NEXUS_CACHE_DIR="$PWD/build/test-cache"
 unset NEXUS_PLUGIN_PATH
 rm -rf "$NEXUS_CACHE_DIR"
 ctest --test-dir build --output-on-failure -j"${NEXUS_JOBS:-2}" --timeout 300
-# Every parser's fuzz harness under ASan and UBSan for a fixed budget (11 harnesses x 20 s, one per
+# Every parser's fuzz harness under ASan and UBSan for a fixed budget (12 harnesses x 20 s, one per
 # core: about 120 s on 2 cores, plus about 50 s to build them); a crash, leak, timeout or excess
 # memory fails CI.
 scripts/fuzz.sh --seconds "${NEXUS_FUZZ_SECONDS:-20}"
