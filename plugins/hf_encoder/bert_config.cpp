@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "nexus/support/array_headers.hpp"
 #include "nexus/support/json_fields.hpp"
 
 namespace nexus_hf {
@@ -12,16 +13,7 @@ using nexus::support::json_number;
 using nexus::support::json_string;
 using nexus::support::parse_json_object;
 using nexus::support::read_small_file;
-
-namespace {
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-}  // namespace
+using nexus::support::shape_text;
 
 BertConfig BertConfig::from_json_file(const std::string& path) {
   return from_json_text(read_small_file(path, kMaxModelConfigBytes, "kMaxModelConfigBytes", "model config"), path);

@@ -27,12 +27,6 @@ bool byte_count(const std::vector<int64_t>& shape, DType dtype, uint64_t& bytes)
   return true;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + ")";
-}
-
 // A cursor over the .npy header, a Python dict literal such as
 // {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }. Each step moves forward or throws,
 // so parsing ends within the header's length.
@@ -178,6 +172,12 @@ SafetensorsEntry safetensors_entry(const std::string& tensor, const nlohmann::js
 }
 
 }  // namespace
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {

@@ -27,6 +27,8 @@
 //   multiply-add is fused and the floats are exactly those two compute.
 #include "nexus/support/gguf.hpp"
 
+#include "nexus/support/array_headers.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <iterator>
@@ -117,12 +119,6 @@ bool checked_numel(const std::vector<int64_t>& ne, int64_t& n) {
     n *= d;
   }
   return true;
-}
-
-std::string shape_text(const std::vector<int64_t>& ne) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
-  return s + "]";
 }
 
 // Reads forward through the file; every read is checked against the bytes left first.

@@ -23,6 +23,9 @@ constexpr std::size_t kMaxSafetensorsHeaderBytes = std::size_t(16) << 20;
 enum class DType { U8, I32, I64, F16, BF16, F32, F64 };
 std::size_t dtype_size(DType dtype);
 
+// "[2, 3]": how every reader names a shape in its errors.
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // What a .npy header says: the array's bytes are [data_offset, data_offset + data_bytes), which is
 // exactly the rest of the file.
 struct NpyHeader {
