@@ -157,7 +157,7 @@ class DecoderLlm : public nexus::Teacher {
       out.index_copy_(0, index, pooled.cpu());
       start = end;
     }
-    return out.clone();
+    return out;
   }
 
   nexus::TeacherInput example_input(int64_t batch_size) const override {

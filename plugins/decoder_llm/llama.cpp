@@ -40,7 +40,7 @@ std::map<std::string, std::vector<int64_t>> LlamaModel::needed_tensors() const {
 
 void LlamaModel::load(std::map<std::string, at::Tensor> tensors, const std::string& source) {
   std::vector<std::string> missing, mismatched;
-  weights_.clear();
+  std::map<std::string, at::Tensor> weights;
   for (auto& [name, shape] : needed_tensors()) {
     auto it = tensors.find(name);
     if (it == tensors.end()) {
@@ -53,7 +53,7 @@ void LlamaModel::load(std::map<std::string, at::Tensor> tensors, const std::stri
       mismatched.push_back(s.str());
       continue;
     }
-    weights_[name] = it->second.to(at::kFloat);
+    weights[name] = it->second.to(at::kFloat);
   }
   if (!missing.empty() || !mismatched.empty()) {
     std::string msg = "weights in '" + source + "' do not fit the model config:";
@@ -67,17 +67,51 @@ void LlamaModel::load(std::map<std::string, at::Tensor> tensors, const std::stri
     msg.pop_back();
     throw std::runtime_error(msg);
   }
-  prepared_ = false;
+  fuse(std::move(weights));
 }
 
 void LlamaModel::init_random(uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
-  weights_.clear();
+  std::map<std::string, at::Tensor> weights;
   for (auto& [name, shape] : needed_tensors()) {
     const bool norm = name.find("norm") != std::string::npos;
     const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    weights_[name] = norm ? at::ones(shape) : bias ? at::full(shape, 0.01) : at::normal(0.0, 0.02, shape, gen);
+    weights[name] = norm ? at::ones(shape) : bias ? at::full(shape, 0.01) : at::normal(0.0, 0.02, shape, gen);
   }
+  fuse(std::move(weights));
+}
+
+// Fuses Q, K, V (and gate, up) so each layer does three large products instead of six. Each
+// per-name tensor is released once fused, so a model never holds its weights twice.
+void LlamaModel::fuse(std::map<std::string, at::Tensor> weights) {
+  const auto take = [&](const std::string& name) {
+    auto node = weights.extract(name);
+    return node.empty() ? at::Tensor() : std::move(node.mapped());
+  };
+  const auto fused = [&](std::initializer_list<std::string> names) {
+    std::vector<at::Tensor> parts;
+    for (const auto& n : names) parts.push_back(take(n));
+    return at::cat(parts);
+  };
+  source_embed_ = take("model.embed_tokens.weight");
+  source_final_norm_ = take("model.norm.weight");
+  source_layers_.clear();
+  for (int64_t i = 0; i < layers_kept_; ++i) {
+    const auto p = layer_prefix(i);
+    Layer l;
+    l.attn_norm = take(p + "input_layernorm.weight");
+    l.mlp_norm = take(p + "post_attention_layernorm.weight");
+    l.qkv_w = fused({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
+    if (config_.attention_bias)
+      l.qkv_b = fused({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"});
+    l.o_w = take(p + "self_attn.o_proj.weight");
+    if (config_.output_bias) l.o_b = take(p + "self_attn.o_proj.bias");
+    l.gate_up_w = fused({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
+    l.down_w = take(p + "mlp.down_proj.weight");
+    source_layers_.push_back(std::move(l));
+  }
+  embed_ = final_norm_ = at::Tensor();
+  layers_.clear();
   prepared_ = false;
 }
 
@@ -88,29 +122,26 @@ void LlamaModel::to(const c10::Device& device, c10::ScalarType dtype) {
   prepared_ = false;
 }
 
-// Fuses Q, K, V (and gate, up) so each layer does three large products instead of six, and packs
-// them for oneDNN when it applies.
+// Converts the fused weights to the device and dtype and packs them for oneDNN when it applies.
 void LlamaModel::prepare() {
-  if (weights_.empty()) throw std::logic_error("decoder_llm: the model has no weights (load() first)");
+  if (!source_embed_.defined()) throw std::logic_error("decoder_llm: the model has no weights (load() first)");
   mkldnn_ = nexus::support::use_mkldnn(device_, dtype_);
   const auto opts = at::TensorOptions().dtype(dtype_).device(device_);
-  const auto w = [&](const std::string& name) { return weights_.at(name).to(opts); };
-  const auto pack = [&](const at::Tensor& t) { return nexus::support::pack_for_linear(t, mkldnn_); };
-  embed_ = w("model.embed_tokens.weight");
-  final_norm_ = deepest_ == config_.num_layers ? w("model.norm.weight") : at::Tensor();
+  const auto w = [&](const at::Tensor& t) { return t.defined() ? t.to(opts) : t; };
+  const auto pack = [&](const at::Tensor& t) { return t.defined() ? nexus::support::pack_for_linear(w(t), mkldnn_) : t; };
+  embed_ = w(source_embed_);
+  final_norm_ = deepest_ == config_.num_layers ? w(source_final_norm_) : at::Tensor();
   layers_.clear();
-  for (int64_t i = 0; i < layers_kept_; ++i) {
-    const auto p = layer_prefix(i);
+  for (const auto& s : source_layers_) {
     Layer l;
-    l.attn_norm = w(p + "input_layernorm.weight");
-    l.mlp_norm = w(p + "post_attention_layernorm.weight");
-    l.qkv_w = pack(at::cat({w(p + "self_attn.q_proj.weight"), w(p + "self_attn.k_proj.weight"), w(p + "self_attn.v_proj.weight")}));
-    if (config_.attention_bias)
-      l.qkv_b = pack(at::cat({w(p + "self_attn.q_proj.bias"), w(p + "self_attn.k_proj.bias"), w(p + "self_attn.v_proj.bias")}));
-    l.o_w = pack(w(p + "self_attn.o_proj.weight"));
-    if (config_.output_bias) l.o_b = pack(w(p + "self_attn.o_proj.bias"));
-    l.gate_up_w = pack(at::cat({w(p + "mlp.gate_proj.weight"), w(p + "mlp.up_proj.weight")}));
-    l.down_w = pack(w(p + "mlp.down_proj.weight"));
+    l.attn_norm = w(s.attn_norm);
+    l.mlp_norm = w(s.mlp_norm);
+    l.qkv_w = pack(s.qkv_w);
+    l.qkv_b = pack(s.qkv_b);
+    l.o_w = pack(s.o_w);
+    l.o_b = pack(s.o_b);
+    l.gate_up_w = pack(s.gate_up_w);
+    l.down_w = pack(s.down_w);
     layers_.push_back(std::move(l));
   }
   prepared_ = true;

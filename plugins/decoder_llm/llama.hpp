@@ -2,8 +2,8 @@
 // forward pass over whole sequences, no KV cache, no generation, no language-model head.
 // RMSNorm, rotary position embeddings (Hugging Face's half-split layout, the config's theta and
 // linear or llama3 frequency scaling), grouped-query attention with a causal mask, SwiGLU MLP, and
-// Qwen2's Q/K/V biases. Weights are held under their Hugging Face names whatever file they came
-// from (GGUF tensors are renamed and un-permuted by the loader).
+// Qwen2's Q/K/V biases. Weights arrive under their Hugging Face names whatever file they came from
+// (GGUF tensors are renamed and un-permuted by the loader).
 //
 // Only the layers up to the deepest requested state are kept and run: asking for layer 12 of a
 // 30-layer model neither loads nor computes layers 13 to 30.
@@ -50,6 +50,7 @@ class LlamaModel {
     at::Tensor attn_norm, mlp_norm;
     at::Tensor qkv_w, qkv_b, o_w, o_b, gate_up_w, down_w;  // Q, K, V fused; gate and up fused
   };
+  void fuse(std::map<std::string, at::Tensor> weights);
   void prepare();
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
@@ -59,7 +60,10 @@ class LlamaModel {
 
   LlamaConfig config_;
   int64_t deepest_ = 0, layers_kept_ = 0;
-  std::map<std::string, at::Tensor> weights_;  // Hugging Face names, float32, as loaded
+  // The weights fused and float32 as loaded (the only full copy), and what prepare() made of them
+  // for the device and dtype: the same tensors for float32 on the CPU without oneDNN.
+  at::Tensor source_embed_, source_final_norm_;
+  std::vector<Layer> source_layers_;
   at::Tensor embed_, final_norm_;
   std::vector<Layer> layers_;
   c10::Device device_{c10::kCPU};

@@ -19,16 +19,11 @@ namespace nexus_llm {
 namespace fs = std::filesystem;
 using nexus::support::GgufFile;
 using nexus::support::MappedFile;
+using nexus::support::shape_text;
 
 namespace {
 
 constexpr std::size_t kMaxIndexBytes = std::size_t(16) << 20;  // model.safetensors.index.json
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // ---- GGUF -------------------------------------------------------------------------------------
 
@@ -194,7 +189,8 @@ void load_folder(LoadedDecoder& d, const fs::path& dir, const WantedTensors& wan
     }
     if (used)
       for (auto& [name, t] : nexus::support::read_safetensors(file, nexus::support::Storage::View))
-        if (need.count(name)) d.tensors[name] = t.to(at::kFloat).clone();
+        if (need.count(name))  // a copy either way: the mapping is closed when this function returns
+          d.tensors[name] = t.scalar_type() == at::kFloat ? t.clone() : t.to(at::kFloat);
     hashes += nexus::sha256_file(path);
   }
   for (const auto& [name, shape] : need)
