@@ -15,14 +15,14 @@ want = {("tower", "linear"), ("tower", "mlp"), ("tower", "lowrank"), ("router", 
         ("router", "sigmoid"), ("router", "conditioned"), ("loss", "mse"), ("loss", "cosine"),
         ("loss", "cross_entropy"), ("loss", "kl"), ("loss", "load_balance"), ("loss", "z_loss"),
         ("loss", "routing_entropy"), ("teacher", "torchscript"), ("teacher", "hf_encoder"),
-        ("teacher", "feature_file")}
+        ("teacher", "feature_file"), ("teacher", "decoder_llm")}
 got = {(r["kind"], r["name"]): r for r in rows}
 missing = want - set(got)
 bad = [f"{k}: {got[k]['status']} {got[k]['reason']}" for k in want & set(got) if got[k]["status"] != "ok"]
 libs = {got[k]["library"] for k in want & set(got)}
-if missing or bad or len(libs) != 6 or not all(os.path.isfile(l) for l in libs):
+if missing or bad or len(libs) != 7 or not all(os.path.isfile(l) for l in libs):
     print("FAIL: built-in plugins:", missing, bad, libs); sys.exit(1)
-print("ok: all 17 built-in components ok, from 6 separate libraries")
+print("ok: all 18 built-in components ok, from 7 separate libraries")
 PY
 
 check "plugins info shows options" 0 "$nexus" plugins info mlp
