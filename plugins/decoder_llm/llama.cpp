@@ -123,25 +123,31 @@ void LlamaModel::to(const c10::Device& device, c10::ScalarType dtype) {
 }
 
 // Converts the fused weights to the device and dtype and packs them for oneDNN when it applies.
+// A float32 oneDNN copy is exact, so the dense source is dropped once packed (the model holds its
+// linear weights once) and rebuilt from the packed copy if the model is moved again.
 void LlamaModel::prepare() {
   if (!source_embed_.defined()) throw std::logic_error("decoder_llm: the model has no weights (load() first)");
+  static constexpr at::Tensor Layer::*kLinear[] = {&Layer::qkv_w, &Layer::qkv_b, &Layer::o_w,
+                                                    &Layer::o_b,   &Layer::gate_up_w, &Layer::down_w};
+  for (std::size_t i = 0; i < layers_.size() && i < source_layers_.size(); ++i)
+    for (auto field : kLinear)
+      if (!(source_layers_[i].*field).defined() && (layers_[i].*field).defined())
+        source_layers_[i].*field = (layers_[i].*field).to_dense();
   mkldnn_ = nexus::support::use_mkldnn(device_, dtype_);
   const auto opts = at::TensorOptions().dtype(dtype_).device(device_);
   const auto w = [&](const at::Tensor& t) { return t.defined() ? t.to(opts) : t; };
-  const auto pack = [&](const at::Tensor& t) { return t.defined() ? nexus::support::pack_for_linear(w(t), mkldnn_) : t; };
   embed_ = w(source_embed_);
   final_norm_ = deepest_ == config_.num_layers ? w(source_final_norm_) : at::Tensor();
   layers_.clear();
-  for (const auto& s : source_layers_) {
+  for (auto& s : source_layers_) {
     Layer l;
     l.attn_norm = w(s.attn_norm);
     l.mlp_norm = w(s.mlp_norm);
-    l.qkv_w = pack(s.qkv_w);
-    l.qkv_b = pack(s.qkv_b);
-    l.o_w = pack(s.o_w);
-    l.o_b = pack(s.o_b);
-    l.gate_up_w = pack(s.gate_up_w);
-    l.down_w = pack(s.down_w);
+    for (auto field : kLinear) {
+      if (!(s.*field).defined()) continue;
+      l.*field = nexus::support::pack_for_linear(w(s.*field), mkldnn_);
+      if ((l.*field).is_mkldnn() && dtype_ == at::kFloat) s.*field = at::Tensor();
+    }
     layers_.push_back(std::move(l));
   }
   prepared_ = true;

@@ -211,6 +211,9 @@ TEST_CASE("decoder_llm: only the layers asked for are kept; pooling, templates a
   // Batched (sorted, padded) equals one at a time.
   const auto alone = tiny(Options().set("layer", "1,-1").set("pooling", "mean_last"))->encode(texts(std::vector<std::string>{"x"}));
   CHECK(torch::allclose(alone, f.slice(0, 2, 3), 1e-5, 1e-6));
+  // Moving the model again re-prepares it from weights it no longer holds twice: same features.
+  both->to(torch::kCPU);
+  CHECK(torch::equal(both->encode(in), f));
   // A template changes the input, and so the features and the fingerprint.
   const auto templated = tiny(Options().set("template", "Query: {text}"));
   const auto plain = tiny(Options());
