@@ -5,45 +5,29 @@ a body, and the admin token. Each check here failed on the server before it was 
 
 Usage: hardening_test.py NEXUS_BINARY SOURCE_TESTS_DIR
 """
-import http.client
 import json
-import os
 import random
 import select
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zlib
 from pathlib import Path
 
+from serving_lib import Checks, Server, Workdir
+
 nexus, tests = sys.argv[1], Path(sys.argv[2])
-work = Path(tempfile.mkdtemp())
-env = dict(os.environ, NEXUS_CACHE_DIR=str(work / "cache"))
-env.pop("NEXUS_PLUGIN_PATH", None)
-failures = []
+checks, work = Checks("serve_hardening"), Workdir(nexus)
+expect = checks.expect
 MAX_BODY = 1 << 20
 
-
-def expect(ok, what):
-    print(("ok: " if ok else "FAIL: ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-subprocess.run([nexus, "train", str(tests / "cli" / "serve_demo.yaml"), "--run", str(work / "a"), "--no-eval",
-                "--set", "trainer.steps=30"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-(work / "token").write_text("  correct horse battery staple \n")
+work.run("train", str(tests / "cli" / "serve_demo.yaml"), "--run", str(work.path / "a"), "--no-eval", "--set", "trainer.steps=30")
+(work.path / "token").write_text("  correct horse battery staple \n")
 
 
 def start(*extra):
-    p = subprocess.Popen([nexus, "serve", str(work / "a"), "--port", "0", "--max-body", str(MAX_BODY),
-                          "--admin-token-file", str(work / "token"), *extra],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline()
-    return p, int(line.rsplit(":", 1)[1])
+    return Server(work, work.path / "a", "--max-body", str(MAX_BODY), "--admin-token-file", str(work.path / "token"), *extra)
 
 
 def rss_mb(pid):
@@ -51,18 +35,6 @@ def rss_mb(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def request(port, method, path, body=None, headers=None, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse()
-    payload = r.read()
-    c.close()
-    try:
-        return r.status, json.loads(payload)
-    except ValueError:
-        return r.status, payload.decode(errors="replace")
 
 
 def raw_exchange(port, head, body_chunks=(), timeout=60):
@@ -84,11 +56,12 @@ def raw_exchange(port, head, body_chunks=(), timeout=60):
 
 image = [random.Random(0).randrange(256) for _ in range(784)]
 good = json.dumps({"task": "fashion", "inputs": [image]}).encode()
-server, port = start()
+srv = start()
+server, port = srv.proc, srv.port
 try:
     # 1. ~200 KB of nesting: the old image walk recursed once per level and crashed the process.
     deep = b'{"task": "fashion", "inputs": [' + b"[" * 100000 + b"]" * 100000 + b"]}"
-    status, body = request(port, "POST", "/v1/predict", deep)
+    status, body = srv.request("POST", "/v1/predict", deep)
     expect(status == 400 and "nested more than 32" in body.get("error", "") and server.poll() is None,
            f"100,000 levels of nesting: {status} {str(body)[:80]}, server alive")
 
@@ -103,11 +76,11 @@ try:
         ({"task": "fashion", "inputs": [image + [0]]}, "must have 784 values"),
     ]
     for doc, message in cases:
-        status, body = request(port, "POST", "/v1/predict", json.dumps(doc).encode())
+        status, body = srv.request("POST", "/v1/predict", json.dumps(doc).encode())
         expect(status == 400 and message in body.get("error", ""), f"{message}: {status} {str(body)[:100]}")
-    status, body = request(port, "POST", "/v1/predict", b'{"task": "fashion", "inputs": [[1e400]]}')
+    status, body = srv.request("POST", "/v1/predict", b'{"task": "fashion", "inputs": [[1e400]]}')
     expect(status == 400 and "malformed JSON" in body.get("error", ""), f"a number beyond double (1e400): {status}")
-    status, body = request(port, "POST", "/v1/predict", good, {"Content-Type": "multipart/form-data; boundary=x"})
+    status, body = srv.request("POST", "/v1/predict", good, {"Content-Type": "multipart/form-data; boundary=x"})
     expect(status == 415 and "application/json" in body.get("error", ""), f"a multipart body: {status}")
     line = raw_exchange(port, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x")
     expect(line.startswith("HTTP/1.1 400"), f"two Content-Length headers: '{line}'")
@@ -119,7 +92,7 @@ try:
     s.close()
     expect(answers.count(b"HTTP/1.1 400") == 1, f"an unknown method is answered once and the connection closed: "
                                                  f"{answers.count(b'HTTP/1.1')} answer(s)")
-    status, body = request(port, "POST", "/v1/embed", json.dumps({"task": "fashion", "inputs": [image], "routing": True}).encode())
+    status, body = srv.request("POST", "/v1/embed", json.dumps({"task": "fashion", "inputs": [image], "routing": True}).encode())
     expect(status == 400 and "unknown field 'routing'" in body.get("error", ""), f"embed takes no 'routing': {status}")
 
     # 3. Compressed bombs and chunked floods are limited on the bytes the server would hold.
@@ -127,9 +100,9 @@ try:
     bomb = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
     zeros = bytes(1 << 20)
     gz = b"".join(bomb.compress(zeros) for _ in range(1024)) + bomb.flush()  # 1 GiB of zeros, ~1 MB
-    status, body = request(port, "POST", "/v1/predict", gz, {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    status, body = srv.request("POST", "/v1/predict", gz, {"Content-Encoding": "gzip", "Content-Type": "application/json"})
     expect(status == 413 and "once decoded" in body.get("error", ""), f"a 1 GiB gzip body ({len(gz)} bytes sent): {status}")
-    status, body = request(port, "POST", "/v1/predict", good, {"Content-Encoding": "compress"})
+    status, body = srv.request("POST", "/v1/predict", good, {"Content-Encoding": "compress"})
     expect(status == 415, f"an unknown Content-Encoding: {status}")
 
     sent = [0]
@@ -147,7 +120,7 @@ try:
     expect(line.startswith("HTTP/1.1 413") or line in ("ConnectionResetError", "BrokenPipeError"),
            f"a 1.5 GB chunked body: '{line}' after {sent[0] >> 20} MiB sent")
     expect(grown < 600, f"RSS grew by {grown:.0f} MB during both bodies (limit 600)")
-    status, _ = request(port, "POST", "/v1/predict", good)
+    status, _ = srv.request("POST", "/v1/predict", good)
     expect(status == 200 and server.poll() is None, f"still serving after both: {status}")
 
     # 4. A body sent to an unknown path is not read at all; a POST without a length is refused.
@@ -186,7 +159,7 @@ try:
     waits = []
     for _ in range(5):
         t0 = time.monotonic()
-        status, _ = request(port, "GET", "/healthz", timeout=30)
+        status, _ = srv.request("GET", "/healthz", timeout=30)
         waits.append(time.monotonic() - t0)
         time.sleep(0.5)
     expect(max(waits) < 1.0, f"/healthz beside 16 slow clients: slowest of 5 answers {max(waits):.3f} s")
@@ -203,14 +176,14 @@ try:
     expect(not line.startswith("HTTP/1.1 200"), f"160 KB of headers: '{line}' (no answer, connection closed)")
 
     # 7. The admin token is the whole trimmed file, compared in full.
-    swap = json.dumps({"run": str(work / "a")}).encode()
-    status, _ = request(port, "POST", "/admin/swap", swap, {"Authorization": "Bearer correct"})
+    swap = json.dumps({"run": str(work.path / "a")}).encode()
+    status, _ = srv.request("POST", "/admin/swap", swap, {"Authorization": "Bearer correct"})
     expect(status == 401, f"the token's first word alone is refused: {status}")
-    status, body = request(port, "POST", "/admin/swap", swap, {"Authorization": "Bearer correct horse battery staple"})
+    status, body = srv.request("POST", "/admin/swap", swap, {"Authorization": "Bearer correct horse battery staple"})
     expect(status == 200, f"the whole token is accepted: {status} {str(body)[:80]}")
 
     # 8. Prometheus text: every sample line parses (label values escaped).
-    status, text = request(port, "GET", "/metrics")
+    status, text = srv.request("GET", "/metrics")
     def parses(line):
         try:
             float(line.rsplit(" ", 1)[1])
@@ -220,16 +193,12 @@ try:
     bad_lines = [l for l in text.splitlines() if l and not l.startswith("#") and not parses(l)]
     expect(status == 200 and not bad_lines and "nexus_http_connections_rejected_total" in text, f"/metrics parses: {bad_lines[:2]}")
 finally:
-    server.terminate()
-    try:
-        rc = server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        rc = "hung"
+    rc = srv.stop(timeout=30)
 expect(rc == 0, f"SIGTERM stops the server cleanly: exit {rc}")
 
 # 9. A full queue is answered 503 at once, without waiting on anyone.
-server, port = start("--threads", "2", "--max-queue", "1", "--header-timeout", "5")
+srv = start("--threads", "2", "--max-queue", "1", "--header-timeout", "5")
+server, port = srv.proc, srv.port
 try:
     idle = []
     for _ in range(3):  # 2 workers + 1 queued, one at a time so that each worker has taken its own
@@ -242,13 +211,12 @@ try:
     for s in idle:
         s.close()
     time.sleep(6)
-    status, _ = request(port, "GET", "/healthz")
+    status, _ = srv.request("GET", "/healthz")
     expect(status == 200, f"answering again once the slow ones are gone: {status}")
-    status, text = request(port, "GET", "/metrics")
+    status, text = srv.request("GET", "/metrics")
     expect("nexus_http_connections_rejected_total 1" in text, "the rejection is counted")
 finally:
-    server.terminate()
-    server.wait(timeout=30)
+    srv.stop(timeout=30)
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+work.remove()
+checks.finish()

@@ -6,71 +6,44 @@ keeps serving).
 
 Usage: serve_test.py NEXUS_BINARY SOURCE_TESTS_DIR
 """
-import http.client
-import json
-import os
 import random
-import shutil
 import signal
+import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from serving_lib import Checks, Server, Workdir
+
 nexus, tests = sys.argv[1], Path(sys.argv[2])
-work = Path(tempfile.mkdtemp())
-env = dict(os.environ, NEXUS_CACHE_DIR=str(work / "cache"))
-env.pop("NEXUS_PLUGIN_PATH", None)
-failures = []
-
-
-def expect(ok, what):
-    print(("ok: " if ok else "FAIL: ") + what)
-    if not ok:
-        failures.append(what)
-
-
-def run(*args):
-    subprocess.run([nexus, *args], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+checks, work = Checks("serve"), Workdir(nexus)
+expect, run, env = checks.expect, work.run, work.env
 
 
 demo = str(tests / "cli" / "serve_demo.yaml")
-run("train", demo, "--run", str(work / "a"), "--no-eval", "--set", "trainer.steps=100")
-run("train", demo, "--run", str(work / "b"), "--no-eval", "--set", "trainer.steps=100", "--set", "trainer.seed=8")
-run("train", str(tests / "cli" / "serve_demo_wide.yaml"), "--run", str(work / "wide"), "--no-eval", "--set", "trainer.steps=100")
-broken = work / "broken"
-shutil.copytree(work / "b", broken)
+run("train", demo, "--run", str(work.path / "a"), "--no-eval", "--set", "trainer.steps=100")
+run("train", demo, "--run", str(work.path / "b"), "--no-eval", "--set", "trainer.steps=100", "--set", "trainer.seed=8")
+run("train", str(tests / "cli" / "serve_demo_wide.yaml"), "--run", str(work.path / "wide"), "--no-eval", "--set", "trainer.steps=100")
+broken = work.path / "broken"
+shutil.copytree(work.path / "b", broken)
 best = (broken / "checkpoints" / "best").read_text().strip()
 (broken / "checkpoints" / best / "head.clothes.safetensors").write_bytes(b"not a checkpoint")
-(work / "token").write_text("s3cret\n")
-(work / "live").symlink_to(work / "b")  # what a deploy re-points; SIGHUP re-reads it
+(work.path / "token").write_text("s3cret\n")
+(work.path / "live").symlink_to(work.path / "b")  # what a deploy re-points; SIGHUP re-reads it
 
 # A GPU that is not there is refused at start, before listening (exit 2, with the reason).
-gpu = subprocess.run([nexus, "serve", str(work / "a"), "--port", "0", "--device", "cuda:0"], env=env,
+gpu = subprocess.run([nexus, "serve", str(work.path / "a"), "--port", "0", "--device", "cuda:0"], env=env,
                      capture_output=True, text=True, timeout=120)
 expect(gpu.returncode == 2 and "device 'cuda:0' asked for" in gpu.stderr,
        f"serve --device cuda:0 without a GPU: exit {gpu.returncode}: {gpu.stderr.strip()[:120]}")
-server = subprocess.Popen([nexus, "serve", str(work / "a"), "--port", "0", "--admin-token-file", str(work / "token"),
-                           "--watch", str(work / "live"),
-                           "--max-body", "200000", "--max-delay-ms", "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+server = Server(work, work.path / "a", "--admin-token-file", str(work.path / "token"), "--watch", str(work.path / "live"),
+                "--max-body", "200000", "--max-delay-ms", "20")
+request = server.request
 try:
-    line = server.stdout.readline()
-    port = int(line.rsplit(":", 1)[1])
+    line = server.first_line
     expect(line.startswith("nexus serve: a@") and "127.0.0.1" in line, f"listening on loopback: {line.strip()}")
-
-    def request(method, path, body=None, headers=None, raw=None):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        c.request(method, path, body=data, headers=headers or {})
-        r = c.getresponse()
-        payload = r.read()
-        c.close()
-        try:
-            return r.status, json.loads(payload)
-        except ValueError:
-            return r.status, payload.decode()
 
     status, health = request("GET", "/healthz")
     expect(status == 200 and health == {"status": "ok"}, "healthz")
@@ -94,7 +67,7 @@ try:
 
     # Malformed requests: each must get its 4xx and a message; the server must keep answering.
     bad = [
-        ("malformed JSON", dict(raw=b"{not json"), 400),
+        ("malformed JSON", dict(body=b"{not json"), 400),
         ("a JSON array body", dict(body=[1, 2]), 400),
         ("no task", dict(body={"inputs": images[:1]}), 400),
         ("a task of the wrong type", dict(body={"task": 3, "inputs": images[:1]}), 400),
@@ -104,8 +77,8 @@ try:
         ("an image of the wrong shape", dict(body={"task": "fashion", "inputs": [[1, 2, 3]]}), 400),
         ("an image holding a string", dict(body={"task": "fashion", "inputs": [["x"] * 784]}), 400),
         ("too many inputs", dict(body={"task": "fashion", "inputs": [[0]] * 257}), 400),
-        ("an oversized body", dict(raw=b"[" + b"0," * 150000 + b"0]"), 413),
-        ("binary garbage", dict(raw=bytes(rng.randrange(256) for _ in range(300))), 400),
+        ("an oversized body", dict(body=b"[" + b"0," * 150000 + b"0]"), 413),
+        ("binary garbage", dict(body=bytes(rng.randrange(256) for _ in range(300))), 400),
     ]
     counts = {}
     for i in range(1100):
@@ -113,7 +86,7 @@ try:
         status, body = request("POST", "/v1/predict", **kw)
         ok = status == want and (want == 413 or (isinstance(body, dict) and body.get("error")))
         counts[what] = counts.get(what, 0) + (0 if ok else 1)
-    expect(server.poll() is None and not any(counts.values()),
+    expect(server.proc.poll() is None and not any(counts.values()),
            f"1,100 malformed requests ({len(bad)} kinds) each answered with its 4xx: wrong answers {counts}")
     status, again = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     plain = [{k: v for k, v in p.items() if k != "routing"} for p in preds]
@@ -170,12 +143,12 @@ try:
            f"8 good concurrent requests shared forwards: {batches:.0f} forwards for {carried:.0f} requests")
 
     # Admin: the token is required; a swap is atomic; a broken run is rejected and service goes on.
-    status, _ = request("POST", "/admin/swap", {"run": str(work / "b")})
+    status, _ = request("POST", "/admin/swap", {"run": str(work.path / "b")})
     expect(status == 401, "swap without the token: 401")
-    status, _ = request("POST", "/admin/swap", {"run": str(work / "b")}, {"Authorization": "Bearer wrong"})
+    status, _ = request("POST", "/admin/swap", {"run": str(work.path / "b")}, {"Authorization": "Bearer wrong"})
     expect(status == 401, "swap with a wrong token: 401")
     auth = {"Authorization": "Bearer s3cret"}
-    status, swapped = request("POST", "/admin/swap", {"run": str(work / "b")}, auth)
+    status, swapped = request("POST", "/admin/swap", {"run": str(work.path / "b")}, auth)
     expect(status == 200 and swapped["version"].startswith("b@") and swapped["previous"] == pred["version"],
            f"swap to run b: {swapped}")
     status, pb = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
@@ -185,11 +158,11 @@ try:
            f"a swap to a run with a corrupt checkpoint is rejected with its reason: {rejected.get('error', '')[:160]}")
     status, pb2 = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     expect(status == 200 and pb2 == pb, "the old run keeps serving after the rejected swap")
-    status, back = request("POST", "/admin/swap", {"run": str(work / "a")}, auth)
+    status, back = request("POST", "/admin/swap", {"run": str(work.path / "a")}, auth)
     status, pa = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     expect(pa["predictions"] == plain and pa["version"] == pred["version"], "swapping back gives run a's predictions again")
     # Components: b's head over a's teachers, towers and router; a teacher with its norm and tower.
-    status, comp = request("POST", "/admin/swap", {"run": str(work / "b"), "components": ["head.clothes"]}, auth)
+    status, comp = request("POST", "/admin/swap", {"run": str(work.path / "b"), "components": ["head.clothes"]}, auth)
     expect(status == 200 and comp["version"].startswith(pred["version"].split("#")[0] + "+head.clothes=b@"),
            f"swap one component, b's head: {comp.get('version')}")
     status, pc = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
@@ -197,21 +170,21 @@ try:
     status, rej = request("POST", "/admin/swap", {"run": str(broken), "components": ["head.clothes"]}, auth)
     expect(status == 422 and "corrupt checkpoint" in rej.get("error", "") and comp["version"] in rej["error"],
            f"a corrupt component is rejected with its reason: {rej.get('error', '')[:120]}")
-    status, rej = request("POST", "/admin/swap", {"run": str(work / "wide"), "components": ["tower.pooled"]}, auth)
+    status, rej = request("POST", "/admin/swap", {"run": str(work.path / "wide"), "components": ["tower.pooled"]}, auth)
     expect(status == 422 and "does not fit" in rej.get("error", ""),
            f"a tower trained on another teacher is rejected: {rej.get('error', '')[-110:]}")
-    status, rej = request("POST", "/admin/swap", {"run": str(work / "b"), "components": ["tower.nosuch"]}, auth)
+    status, rej = request("POST", "/admin/swap", {"run": str(work.path / "b"), "components": ["tower.nosuch"]}, auth)
     expect(status == 422 and "unknown component 'tower.nosuch'" in rej.get("error", ""), "an unknown component is rejected")
     status, pc2 = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     expect(status == 200 and pc2 == pc, "the mix keeps serving after the rejected swaps")
-    status, wide = request("POST", "/admin/swap", {"run": str(work / "wide"), "components": ["teacher.pooled"]}, auth)
+    status, wide = request("POST", "/admin/swap", {"run": str(work.path / "wide"), "components": ["teacher.pooled"]}, auth)
     expect(status == 200 and "+teacher.pooled=wide@" in wide["version"], f"swap in a different teacher with its tower: {wide.get('version')}")
     status, pw = request("POST", "/v1/predict", {"task": "fashion", "inputs": images})
     expect(status == 200 and pw["version"] == wide["version"] and len(pw["predictions"]) == 8, "served by the new teacher")
-    request("POST", "/admin/swap", {"run": str(work / "a")}, auth)
+    request("POST", "/admin/swap", {"run": str(work.path / "a")}, auth)
 
     # SIGHUP re-reads the watched folder (a symlink to run b) and swaps it in.
-    server.send_signal(signal.SIGHUP)
+    server.proc.send_signal(signal.SIGHUP)
     for _ in range(200):
         status, ready = request("GET", "/readyz")
         if ready["version"].startswith("b@"):
@@ -225,13 +198,8 @@ try:
            and 'nexus_teacher_rows_total{teacher="pooled"}' in metrics and "nexus_teacher_rows_saved_total 0" in metrics and "nexus_request_seconds_bucket" in metrics,
            "metrics: requests by code, latency histogram, routing counts, swaps")
 finally:
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    shutil.rmtree(work, ignore_errors=True)
+    rc = server.stop()
+    work.remove()
 
-expect(server.returncode == 0, f"clean shutdown on SIGTERM (exit {server.returncode})")
-print(f"serve: {len(failures)} failed")
-sys.exit(1 if failures else 0)
+expect(rc == 0, f"clean shutdown on SIGTERM (exit {rc})")
+checks.finish()

@@ -45,7 +45,8 @@ class Server:
     def __init__(self, work, run, *extra):
         self.proc = subprocess.Popen([work.nexus, "serve", str(run), "--port", "0", *extra], env=work.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.port = int(self.proc.stdout.readline().rsplit(":", 1)[1])
+        self.first_line = self.proc.stdout.readline()
+        self.port = int(self.first_line.rsplit(":", 1)[1])
 
     def request(self, method, path, body=None, headers=None, timeout=60):
         """(status, parsed JSON or text); a dict or list body is sent as JSON."""
@@ -70,10 +71,12 @@ class Server:
                 return float(line.split()[-1])
         return 0.0
 
-    def stop(self):
+    def stop(self, timeout=10):
+        """SIGTERM; the exit code, or "hung" if it had to be killed after `timeout` seconds."""
         self.proc.terminate()
         try:
-            return self.proc.wait(timeout=10)
+            return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait()
+            self.proc.wait()
+            return "hung"
