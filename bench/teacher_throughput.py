@@ -116,6 +116,9 @@ import tokenizers  # noqa: E402
 import transformers  # noqa: E402
 import yaml  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from feature_cache import load_entry  # noqa: E402
+
 DATA = os.path.join(ROOT, "data")
 MODELS_DIR = os.path.join(ROOT, ".cache", "models")
 CALL_ROWS = 512  # texts per teacher call: `nexus cache build`'s --batch default (core/data caching.hpp)
@@ -296,18 +299,6 @@ def run_nexus(args, composition, cache):
         raise SystemExit("%s failed (%d):\n%s" % (" ".join(cmd), done.returncode, done.stderr))
     (entry,) = json.loads(done.stdout)
     return wall, entry["seconds"], entry["dir"], entry["computed_rows"]
-
-
-def load_entry(entry_dir):
-    """[rows, width] float32 features of a complete cache entry (format: docs/data.md)."""
-    with open(os.path.join(entry_dir, "manifest.json")) as f:
-        m = json.load(f)
-    parts = []
-    for s in m["shards"]:
-        raw = np.fromfile(os.path.join(entry_dir, s["file"]), dtype=np.uint8)
-        rows, width = int(raw[16:24].view(np.int64)[0]), int(raw[24:32].view(np.int64)[0])
-        parts.append(raw[32:].view(np.float32).reshape(rows, width))
-    return np.concatenate(parts)
 
 
 def cosines(a, b):

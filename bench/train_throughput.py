@@ -29,23 +29,8 @@ import torch
 import yaml
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-
-def load_entry(entry_dir):
-    """[rows, width] float32 features of a complete cache entry (format: docs/data.md)."""
-    with open(os.path.join(entry_dir, "manifest.json")) as f:
-        m = json.load(f)
-    if not m["complete"]:
-        raise SystemExit("cache entry %s is incomplete" % entry_dir)
-    parts = []
-    for s in m["shards"]:
-        raw = np.fromfile(os.path.join(entry_dir, s["file"]), dtype=np.uint8)
-        if bytes(raw[:8]) != b"NXFEAT01":
-            raise SystemExit("not a NEXUS shard: %s" % s["file"])
-        dtype, rows, width = int(raw[12:16].view(np.uint32)[0]), int(raw[16:24].view(np.int64)[0]), int(raw[24:32].view(np.int64)[0])
-        data = raw[32:].view(np.float16 if dtype == 1 else np.float32).reshape(rows, width)
-        parts.append(data.astype(np.float32))
-    return torch.from_numpy(np.concatenate(parts))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from feature_cache import load_entry  # noqa: E402
 
 
 def labels_of(data_root, dataset, split):
@@ -180,7 +165,7 @@ def main():
     for h in comp["heads"]:
         mine = [e for e in entries if e["task"] == h["task"]]
         tasks.append({"name": h["task"], "head": h["name"],
-                      "train": {e["teacher"]: load_entry(e["dir"]) for e in mine},
+                      "train": {e["teacher"]: torch.from_numpy(load_entry(e["dir"])) for e in mine},
                       "labels": labels_of(data_root, mine[0]["dataset"], mine[0]["split"])})
 
     overrides = ["--set", "trainer.steps=%d" % args.steps, "--set", "trainer.validate_every=%d" % args.steps,

@@ -24,25 +24,12 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import torch
 import yaml
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-
-def load_entry(entry_dir):
-    """[rows, width] float32 features of a complete cache entry (format: docs/data.md)."""
-    with open(os.path.join(entry_dir, "manifest.json")) as f:
-        m = json.load(f)
-    parts = []
-    for s in m["shards"]:
-        raw = np.fromfile(os.path.join(entry_dir, s["file"]), dtype=np.uint8)
-        if bytes(raw[:8]) != b"NXFEAT01":
-            raise SystemExit("not a NEXUS shard: %s" % s["file"])
-        dtype, rows, width = int(raw[12:16].view(np.uint32)[0]), int(raw[16:24].view(np.int64)[0]), int(raw[24:32].view(np.int64)[0])
-        parts.append(raw[32:].view(np.float16 if dtype == 1 else np.float32).reshape(rows, width).astype(np.float32))
-    return torch.from_numpy(np.concatenate(parts))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from feature_cache import load_entry  # noqa: E402
 
 
 def text_labels(data_root, dataset, split, rows):
@@ -125,7 +112,7 @@ def main():
     entries = {(e["task"], e["split"].split("[")[0]): e for e in json.loads(proc.stdout)}  # "train[:2000]"
     results = {}
     for task, spec in tasks.items():
-        feats = {s: load_entry(entries[(task, s)]["dir"]) for s in ("train", "test")}
+        feats = {s: torch.from_numpy(load_entry(entries[(task, s)]["dir"])) for s in ("train", "test")}
         labels = {s: text_labels(data_root, spec["dataset"], s, feats[s].shape[0]) for s in ("train", "test")}
         results[task] = {}
         for i, layer in enumerate(layers):
