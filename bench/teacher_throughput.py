@@ -61,25 +61,12 @@ import warnings
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 PYDIR = os.path.join(ROOT, "build", "bench-python")
 ONNX_DIR = os.path.join(ROOT, "build", "bench-onnx")
-# Exact versions, installed without their dependencies: numpy (1.24), torch (1.13), onnx (1.12),
+# Exact versions (scripts/transformers-pins.txt, and onnxruntime), installed without their dependencies: numpy (1.24), torch (1.13), onnx (1.12),
 # protobuf, urllib3, idna, certifi and charset-normalizer come from Debian. onnxruntime's own
 # requirements flatbuffers and protobuf>=4.25 are needed only by its tools, not by InferenceSession,
 # so Debian's protobuf 3.21 (which python3-onnx needs) is left alone.
-PINS = """
-transformers==4.46.3
-tokenizers==0.20.3
-huggingface-hub==0.26.5
-safetensors==0.4.5
-regex==2024.11.6
-tqdm==4.67.1
-filelock==3.16.1
-packaging==24.2
-pyyaml==6.0.2
-requests==2.32.3
-typing_extensions==4.12.2
-fsspec==2024.10.0
-onnxruntime==1.32.0
-""".split()
+PINS = [line.strip() for line in open(os.path.join(ROOT, "scripts", "transformers-pins.txt"))
+        if line.strip() and not line.startswith("#")] + ["onnxruntime==1.32.0"]
 
 
 def ensure_packages():

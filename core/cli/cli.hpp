@@ -67,6 +67,7 @@ int cmd_eval(const Globals& g, const std::vector<std::string>& args);
 int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args);
 int cmd_remove_teacher(const Globals& g, const std::vector<std::string>& args);
 int cmd_serve(const Globals& g, const std::vector<std::string>& args);
+int cmd_distill(const Globals& g, const std::vector<std::string>& args);
 int cmd_convert_run(const Globals& g, const std::vector<std::string>& args);
 int cmd_version(const Globals& g, const std::vector<std::string>& args);
 

@@ -17,6 +17,7 @@ const std::vector<Command>& commands() {
       {"eval", "eval RUN", "score a run against its teachers' own probes (retention)", cmd_eval},
       {"add-teacher", "add-teacher RUN", "add a teacher to a trained run, training only its tower and the router", cmd_add_teacher},
       {"remove-teacher", "remove-teacher RUN", "drop a teacher from a trained run; report the tasks that are lost", cmd_remove_teacher},
+      {"distill", "distill RUN", "consolidate a trained run into one teacher-free student (HF folder + run)", cmd_distill},
       {"convert-run", "convert-run RUN", "rewrite a trusted run's old pickled checkpoints as safetensors", cmd_convert_run},
       {"serve", "serve RUN", "serve a run over HTTP/JSON; swap runs in without a restart", cmd_serve},
       {"version", "version", "print the version and plugin ABI", cmd_version},

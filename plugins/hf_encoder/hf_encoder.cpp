@@ -22,7 +22,7 @@
 #include <nexus/support/arrays.hpp>
 #include <nexus/support/wordpiece.hpp>
 
-#include "bert.hpp"
+#include "nexus/support/bert.hpp"
 
 namespace {
 namespace fs = std::filesystem;

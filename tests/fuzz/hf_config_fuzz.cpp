@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "../../plugins/hf_encoder/bert_config.hpp"
+#include "nexus/support/bert_config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -185,7 +185,7 @@ TEST_CASE("convert-run rewrites an old pickled run: the same weights, optimizer 
   // (with the state this checkpoint holds) and each generator's state.
   for (const auto& folder : folders) {
     auto copy = r.f.build();
-    run::load_modules(*copy, folder);
+    run::load_modules(copy->trainable_modules(), folder);
     for (const auto& [name, module] : copy->trainable_modules()) {
       torch::save(module, (folder / (name + ".pt")).string());
       fs::remove(folder / (name + ".safetensors"));
@@ -194,7 +194,7 @@ TEST_CASE("convert-run rewrites an old pickled run: the same weights, optimizer 
     for (const auto& [name, module] : r.f.sys->trainable_modules())
       for (const auto& p : module->parameters()) params.push_back(p);
     torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(0.01));
-    load_optimizer_state(optimizer, optimizer_parameter_names(*r.f.sys, optimizer), folder);
+    load_optimizer_state(optimizer, optimizer_parameter_names(r.f.sys->trainable_modules(), optimizer), folder);
     torch::save(optimizer, (folder / "optimizer.pt").string());
     optimizer_tensors[folder] = support::load_safetensors((folder / "optimizer.safetensors").string());
     rng_tensors[folder] = support::load_safetensors((folder / "rng.safetensors").string());

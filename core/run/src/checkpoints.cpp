@@ -26,14 +26,6 @@ std::string read_pointer(const fs::path& file) {
   return checked_checkpoint_name(name, file.string());
 }
 
-std::map<std::string, at::Tensor> module_tensors(const torch::nn::Module& module) {
-  std::map<std::string, at::Tensor> out;
-  for (const auto& p : module.named_parameters()) out.emplace(p.key(), p.value());
-  for (const auto& b : module.named_buffers())
-    if (b.value().defined()) out.emplace(b.key(), b.value());
-  return out;
-}
-
 std::string describe(const at::Tensor& t) { return c10::str(t.sizes()) + " " + std::string(c10::toString(t.scalar_type())); }
 
 // Every parameter and buffer must be in the file with the composition's shape and dtype, and the
@@ -60,6 +52,14 @@ void load_module(torch::nn::Module& module, const fs::path& file) {
 fs::path module_file(const fs::path& dir, const std::string& module) { return dir / (module + ".safetensors"); }
 
 }  // namespace
+
+std::map<std::string, at::Tensor> module_tensors(const torch::nn::Module& module) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& p : module.named_parameters()) out.emplace(p.key(), p.value());
+  for (const auto& b : module.named_buffers())
+    if (b.value().defined()) out.emplace(b.key(), b.value());
+  return out;
+}
 
 std::string checked_checkpoint_name(const std::string& name, const std::string& where) {
   const bool ok = name.size() > 5 && name.size() <= 32 && name.rfind("step-", 0) == 0 &&
@@ -128,11 +128,11 @@ std::string load_run_weights(ComposedSystem& sys, const std::string& run_dir, co
   return ckpt;
 }
 
-void load_modules(ComposedSystem& sys, const fs::path& dir) {
-  for (const auto& [mod_name, module] : sys.trainable_modules()) load_module(*module, module_file(dir, mod_name));
+void load_modules(const NamedModules& modules, const fs::path& dir) {
+  for (const auto& [mod_name, module] : modules) load_module(*module, module_file(dir, mod_name));
 }
 
-void write_checkpoint(const std::string& run_dir, const std::string& name, const ComposedSystem& sys,
+void write_checkpoint(const std::string& run_dir, const std::string& name, const NamedModules& modules,
                       const std::function<void(const fs::path&)>& write_more, const std::string& keep) {
   const auto dir = fs::path(run_dir) / "checkpoints";
   fs::create_directories(dir);
@@ -140,8 +140,7 @@ void write_checkpoint(const std::string& run_dir, const std::string& name, const
   const auto tmp = dir / (name + ".tmp");
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  for (const auto& [mod_name, module] : sys.trainable_modules())
-    write_checkpoint_tensors(module_file(tmp, mod_name), module_tensors(*module));
+  for (const auto& [mod_name, module] : modules) write_checkpoint_tensors(module_file(tmp, mod_name), module_tensors(*module));
   if (write_more) write_more(tmp);
   for (const auto& e : fs::directory_iterator(tmp)) sync_path(e.path());
   fs::remove_all(final_dir);  // a step saved before a rollback is superseded

@@ -44,8 +44,8 @@ CheckpointKeeper::CheckpointKeeper(std::string run_dir, Trainables trainables, K
 
 void CheckpointKeeper::save() {
   if (!writer_) return;
-  run::write_checkpoint(run_dir_, run::checkpoint_name(state_.step), t_.system, [&](const fs::path& dir) {
-    save_optimizer_state(t_.optimizer, optimizer_parameter_names(t_.system, t_.optimizer), dir);
+  run::write_checkpoint(run_dir_, run::checkpoint_name(state_.step), t_.modules, [&](const fs::path& dir) {
+    save_optimizer_state(t_.optimizer, optimizer_parameter_names(t_.modules, t_.optimizer), dir);
     save_generator_states(t_.sampler, at::detail::getDefaultCPUGenerator(), dir);
     write_file_atomically(dir / "state.json", to_json(state_).dump(1) + "\n");
   }, state_.best_dir);
@@ -62,8 +62,8 @@ TrainerState CheckpointKeeper::load(const std::string& name) {
   }
   // A later rollback joins best_dir to checkpoints/: it must name a folder there.
   run::checked_checkpoint_name(state.best_dir, (dir / "state.json").string() + "'s best_dir");
-  run::load_modules(t_.system, dir);
-  load_optimizer_state(t_.optimizer, optimizer_parameter_names(t_.system, t_.optimizer), dir);
+  run::load_modules(t_.modules, dir);
+  load_optimizer_state(t_.optimizer, optimizer_parameter_names(t_.modules, t_.optimizer), dir);
   auto global = at::detail::getDefaultCPUGenerator();  // a handle to the process-wide generator
   load_generator_states(t_.sampler, global, dir);
   return state;

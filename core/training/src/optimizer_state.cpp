@@ -84,10 +84,10 @@ void check_optimizer_fits(const nlohmann::json& j, const torch::optim::AdamW& op
 
 }  // namespace
 
-std::vector<std::optional<std::string>> optimizer_parameter_names(const ComposedSystem& system,
+std::vector<std::optional<std::string>> optimizer_parameter_names(const run::NamedModules& modules,
                                                                   const torch::optim::Optimizer& optimizer) {
   std::map<const void*, std::string> by_impl;
-  for (const auto& [module_name, module] : system.trainable_modules())
+  for (const auto& [module_name, module] : modules)
     for (const auto& p : module->named_parameters()) by_impl.emplace(p.value().unsafeGetTensorImpl(), module_name + "/" + p.key());
   std::vector<std::optional<std::string>> out;
   for (const auto& p : all_parameters(optimizer)) {
@@ -154,6 +154,12 @@ void load_optimizer_state(torch::optim::AdamW& optimizer, const std::vector<std:
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError("corrupt checkpoint file " + (dir / "optimizer.json").string() + ": " + e.what());
   }
+}
+
+void define_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& g : optimizer.param_groups())
+    for (auto& p : g.params())
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
 }
 
 void save_generator_states(const at::Generator& sampler, const at::Generator& global, const fs::path& dir) {

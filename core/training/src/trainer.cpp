@@ -16,6 +16,7 @@
 #include "nexus/model/system.hpp"
 #include "nexus/run/checkpoints.hpp"
 #include "nexus/training/keeper.hpp"
+#include "nexus/training/optimizer_state.hpp"
 #include "nexus/training/schedule.hpp"
 
 namespace nexus {
@@ -206,7 +207,7 @@ class Run {
         params_(trainable_parameters(sys, options.frozen, cfg_.steps)),
         optimizer_(params_, torch::optim::AdamWOptions(cfg_.lr).weight_decay(cfg_.weight_decay)),
         schedule_(cfg_.lr, cfg_.warmup_steps, cfg_.steps),
-        keeper_(options.run_dir, {sys, optimizer_, sampler_},
+        keeper_(options.run_dir, {sys.trainable_modules(), optimizer_, sampler_},
                 {options.max_rollbacks, options.rollback_tolerance, options.collapse_ratio, cfg_.patience},
                 [this](const nlohmann::json& j) { log(j); }, writer_) {}
 
@@ -327,6 +328,7 @@ TrainResult Run::run() {
   fs::create_directories(options_.run_dir);
   TrainResult result;
   start(result);
+  define_gradients(optimizer_);
   if (writer_) metrics_.open(fs::path(options_.run_dir) / "metrics.jsonl", std::ios::app);
   set_training(sys_, true, options_.frozen);
   ProgressLine progress("train", cfg_.steps, "steps");

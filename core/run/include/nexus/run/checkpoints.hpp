@@ -20,9 +20,16 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "nexus/base/errors.hpp"
+
+namespace torch::nn {
+class Module;
+}
 
 namespace nexus {
 class ComposedSystem;
@@ -43,6 +50,13 @@ class CheckpointRefused : public InputError {
  public:
   using InputError::InputError;
 };
+
+// What a checkpoint holds: modules by name, in a fixed order (ComposedSystem::trainable_modules(),
+// or those and more: a distilled student adds its encoder).
+using NamedModules = std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>>;
+
+// A module's parameters and buffers under their names in the module, as its file holds them.
+std::map<std::string, at::Tensor> module_tensors(const torch::nn::Module& module);
 
 // "step-00000100"
 std::string checkpoint_name(int64_t step);
@@ -75,12 +89,12 @@ std::string load_run_weights(ComposedSystem& system, const std::string& run_dir,
                              const std::map<std::string, std::string>& sources = {});
 
 // Loads every module of one checkpoint folder, with the same checks (modes are left alone).
-void load_modules(ComposedSystem& system, const std::filesystem::path& checkpoint_dir);
+void load_modules(const NamedModules& modules, const std::filesystem::path& checkpoint_dir);
 
 // Writes checkpoints/<name>/: the modules, then whatever `write_more` puts in the folder it is
 // given; flushes and renames it into place, points `latest` at it, and removes every other
 // step-* folder except `keep` (the best so far). A folder of the same name is replaced.
-void write_checkpoint(const std::string& run_dir, const std::string& name, const ComposedSystem& system,
+void write_checkpoint(const std::string& run_dir, const std::string& name, const NamedModules& modules,
                       const std::function<void(const std::filesystem::path&)>& write_more, const std::string& keep);
 
 // Points `best` at a checkpoint folder.

@@ -18,6 +18,7 @@
 #include <functional>
 #include <string>
 
+#include "nexus/run/checkpoints.hpp"
 #include "nexus/training/trainer.hpp"
 
 namespace torch::optim {
@@ -45,7 +46,7 @@ struct KeeperOptions {
 
 // Everything a checkpoint restores besides the trainer state.
 struct Trainables {
-  ComposedSystem& system;
+  run::NamedModules modules;  // ComposedSystem::trainable_modules(), or a student's
   torch::optim::AdamW& optimizer;  // its state's file format is AdamW's (optimizer_state.hpp)
   at::Generator& sampler;
 };

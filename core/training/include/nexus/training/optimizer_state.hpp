@@ -24,12 +24,14 @@
 #include <string>
 #include <vector>
 
+#include "nexus/run/checkpoints.hpp"
+
 namespace nexus {
 class ComposedSystem;
 
-// The name of each of the optimizer's parameters in `system` ("<module>/<parameter>"), in order;
-// nullopt for one that belongs to no module of it.
-std::vector<std::optional<std::string>> optimizer_parameter_names(const ComposedSystem& system,
+// The name of each of the optimizer's parameters in `modules` ("<module>/<parameter>"), in order;
+// nullopt for one that belongs to no module of them.
+std::vector<std::optional<std::string>> optimizer_parameter_names(const run::NamedModules& modules,
                                                                   const torch::optim::Optimizer& optimizer);
 
 void save_optimizer_state(const torch::optim::AdamW& optimizer, const std::vector<std::optional<std::string>>& names,
@@ -38,6 +40,13 @@ void save_optimizer_state(const torch::optim::AdamW& optimizer, const std::vecto
 // for the old pickled optimizer.pt.
 void load_optimizer_state(torch::optim::AdamW& optimizer, const std::vector<std::optional<std::string>>& names,
                           const std::filesystem::path& dir);
+
+// Gives every parameter of the optimizer a gradient (zeros where it has none) before the first
+// step. AdamW skips a parameter whose gradient is undefined but updates one whose gradient is zero
+// (weight decay, momentum): without this, a head that sits out a step (another task's batch) would
+// be skipped before its first backward and updated after it, so a run resumed from a checkpoint
+// (fresh, undefined gradients) would not take the steps an uninterrupted run takes.
+void define_gradients(torch::optim::Optimizer& optimizer);
 
 void save_generator_states(const at::Generator& sampler, const at::Generator& global, const std::filesystem::path& dir);
 void load_generator_states(at::Generator& sampler, at::Generator& global, const std::filesystem::path& dir);

@@ -1,4 +1,4 @@
-#include "bert_config.hpp"
+#include "nexus/support/bert_config.hpp"
 
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -42,6 +42,8 @@ BertConfig BertConfig::from_json_text(const std::string& text, const std::string
   c.pad_token_id = json_int(j, "pad_token_id", 0, c.vocab_size - 1, "", context, &pad);
   c.layer_norm_eps = json_number(j, "layer_norm_eps", 0, 1, context, c.layer_norm_eps);
   c.hidden_act = json_string(j, "hidden_act", "gelu", context);
+  c.hidden_dropout = json_number(j, "hidden_dropout_prob", 0, 1, context, c.hidden_dropout);
+  c.attention_dropout = json_number(j, "attention_probs_dropout_prob", 0, 1, context, c.attention_dropout);
   if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh" && c.hidden_act != "relu")
     throw std::runtime_error("model config '" + path + "': hidden_act '" + c.hidden_act.substr(0, 40) + "' is not supported");
   if (c.hidden_size % c.num_heads != 0)

@@ -1,4 +1,4 @@
-#include "bert.hpp"
+#include "nexus/support/bert.hpp"
 
 #include <nexus/support/cpu_kernels.hpp>
 
@@ -17,7 +17,8 @@
 namespace nexus_hf {
 
 BertLayerImpl::BertLayerImpl(const BertConfig& c)
-    : heads_(c.num_heads), head_dim_(c.hidden_size / c.num_heads), act_(c.hidden_act) {
+    : heads_(c.num_heads), head_dim_(c.hidden_size / c.num_heads), hidden_dropout_(c.hidden_dropout),
+      attention_dropout_(c.attention_dropout), act_(c.hidden_act) {
   const auto h = c.hidden_size;
   const auto ln = torch::nn::LayerNormOptions({h}).eps(c.layer_norm_eps);
   query_ = register_module("query", torch::nn::Linear(h, h));
@@ -42,7 +43,28 @@ torch::Tensor BertLayerImpl::linear(const torch::Tensor& x, std::size_t i) const
   return nexus::support::linear(x, fused_[2 * i], fused_[2 * i + 1], mkldnn_);
 }
 
+namespace {
+torch::Tensor activation(const torch::Tensor& x, const std::string& act) {
+  if (act == "gelu") return torch::gelu(x);
+  if (act == "relu") return torch::relu(x);
+  return torch::gelu(x, "tanh");
+}
+}  // namespace
+
+torch::Tensor BertLayerImpl::forward_train(const torch::Tensor& x, const torch::Tensor& additive_mask) {
+  const auto b = x.size(0), l = x.size(1), h = x.size(2);
+  const auto split = [&](const torch::Tensor& t) { return t.view({b, l, heads_, head_dim_}).transpose(1, 2); };
+  auto q = split(query_->forward(x)), k = split(key_->forward(x)), v = split(value_->forward(x));
+  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_dim_)) + additive_mask;
+  auto probs = torch::dropout(torch::softmax(scores, -1), attention_dropout_, true);
+  auto ctx = torch::matmul(probs, v).transpose(1, 2).reshape({b, l, h});
+  auto y = attn_norm_->forward(torch::dropout(attn_out_->forward(ctx), hidden_dropout_, true) + x);
+  auto mid = activation(inter_->forward(y), act_);
+  return out_norm_->forward(torch::dropout(out_->forward(mid), hidden_dropout_, true) + y);
+}
+
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& additive_mask) {
+  if (is_training()) return forward_train(x, additive_mask);
   const auto b = x.size(0), l = x.size(1), h = x.size(2);
   auto qkv = linear(x, 0).view({b, l, 3, heads_, head_dim_}).permute({2, 0, 3, 1, 4});  // [3, B, heads, L, d]
   auto q = qkv[0], k = qkv[1], v = qkv[2];
@@ -52,10 +74,7 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto ctx = nexus::support::bmm_nt(probs, v.transpose(-1, -2), mkldnn_);
   ctx = ctx.transpose(1, 2).reshape({b, l, h});
   auto y = attn_norm_->forward(linear(ctx, 1).add_(x));
-  auto mid = linear(y, 2);
-  if (act_ == "gelu") mid = torch::gelu(mid);
-  else if (act_ == "relu") mid = torch::relu(mid);
-  else mid = torch::gelu(mid, "tanh");
+  auto mid = activation(linear(y, 2), act_);
   return out_norm_->forward(linear(mid, 3).add_(y));
 }
 
@@ -96,11 +115,13 @@ torch::Tensor BertModelImpl::forward(const torch::Tensor& ids, const torch::Tens
   if (l > config_.max_position_embeddings)
     throw std::invalid_argument("sequence of " + std::to_string(l) + " tokens is longer than the model's " +
                                 std::to_string(config_.max_position_embeddings) + " positions");
-  if (!prepared_ || prepared_device_ != word_->weight.device()) prepare();
+  const bool training = is_training();
+  if (!training && (!prepared_ || prepared_device_ != word_->weight.device())) prepare();
   auto pos = torch::arange(l, ids.options());
   // token_type 0 everywhere: its embedding row is one vector added to every position.
-  auto x = word_->forward(ids).add_(position_->forward(pos).unsqueeze(0)).add_(token_type_->weight[0]);
+  auto x = word_->forward(ids) + position_->forward(pos).unsqueeze(0) + token_type_->weight[0];
   x = emb_norm_->forward(x);
+  if (training) x = torch::dropout(x, config_.hidden_dropout, true);
   // Additive mask as in Hugging Face: 0 for tokens, the dtype's lowest value for padding.
   auto additive = (1.0 - mask.to(x.scalar_type())).mul_(std::numeric_limits<float>::lowest()).view({ids.size(0), 1, 1, l});
   for (int64_t i = 0; i < layers && i < int64_t(layers_.size()); ++i) x = layers_[std::size_t(i)]->forward(x, additive);
@@ -162,6 +183,11 @@ void BertModelImpl::load_hf_state(const std::map<std::string, torch::Tensor>& te
   if (!mismatched.empty()) msg += " wrong shape: " + list(mismatched) + ";";
   msg.pop_back();
   throw std::runtime_error(msg);
+}
+
+void BertModelImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  prepared_ = false;
 }
 
 void BertModelImpl::prepare() {

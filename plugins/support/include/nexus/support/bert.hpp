@@ -1,5 +1,11 @@
 // BERT encoder (Hugging Face BertModel) in libtorch: embeddings + N post-LayerNorm transformer
-// layers, inference only. Parameters map onto the Hugging Face tensor names.
+// layers. Parameters map onto the Hugging Face tensor names.
+//
+// Two paths through the same parameters. In eval mode (the default; hf_encoder serves it) forward
+// runs prepared inference weights: Q, K and V fused, pre-packed for oneDNN on the CPU, no autograd.
+// In training mode (`nexus distill`'s student) it runs the parameters themselves with autograd and
+// the config's dropout, as Hugging Face's BertModel.train() does. Switching modes re-prepares the
+// inference weights on the next eval forward, so weights changed by training are always used.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -12,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "bert_config.hpp"
+#include "nexus/support/bert_config.hpp"
 
 namespace nexus_hf {
 
@@ -29,8 +35,10 @@ class BertLayerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor linear(const torch::Tensor& x, std::size_t i) const;
+  torch::Tensor forward_train(const torch::Tensor& x, const torch::Tensor& additive_mask);
 
   int64_t heads_, head_dim_;
+  double hidden_dropout_, attention_dropout_;
   std::string act_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, attn_out_{nullptr}, inter_{nullptr}, out_{nullptr};
   torch::nn::LayerNorm attn_norm_{nullptr}, out_norm_{nullptr};
@@ -58,6 +66,8 @@ class BertModelImpl : public torch::nn::Module {
   // Prepares every layer's inference weights for the device the parameters are on; forward()
   // calls it when needed (after loading, init_random() or to()).
   void prepare();
+  // Training mode runs autograd over the parameters; leaving it re-prepares the inference weights.
+  void train(bool on = true) override;
 
  private:
   BertConfig config_;

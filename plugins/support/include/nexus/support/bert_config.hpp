@@ -29,6 +29,9 @@ struct BertConfig {
   int64_t max_position_embeddings = 512, type_vocab_size = 2, pad_token_id = 0;
   double layer_norm_eps = 1e-12;
   std::string hidden_act = "gelu";  // gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu
+  // Dropout in training mode (hidden_dropout_prob, attention_probs_dropout_prob); inference
+  // ignores them.
+  double hidden_dropout = 0.1, attention_dropout = 0.1;
   // Reads config.json of a Hugging Face model folder; throws for non-BERT architectures it cannot
   // run and for values outside the limits above.
   static BertConfig from_json_file(const std::string& path);
