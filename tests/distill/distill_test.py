@@ -105,6 +105,7 @@ try:
     out = json.loads(p.stdout) if p.returncode == 0 else {}
     tasks = {t["task"]: t for t in out.get("tasks", [])}
     expect(sorted(tasks) == ["fortunes", "supersense"], f"a row per text task: {sorted(tasks)}")
+    expect(out.get("unlabelled_texts") == 32, f"32 unlabelled texts (blank lines skipped, CRLF read): {out.get('unlabelled_texts')}")
     for e in base_eval["tasks"]:
         t = tasks.get(e["task"], {})
         expect(t.get("composition") == e["accuracy"] and t.get("best_probe") == e["best_probe"] and
@@ -157,6 +158,9 @@ try:
     p = subprocess.run([nexus, "distill", str(work.path / "run"), "--student", str(student_file), "--out",
                         str(work.path / "s4"), "--set", "text.from_teacher=nobody"], env=work.env, capture_output=True, text=True)
     expect(p.returncode == 2 and "minilm, paraphrase" in p.stderr, f"unknown teacher: exit {p.returncode}, {p.stderr.strip()[-200:]!r}")
+    p = subprocess.run([nexus, "distill", str(work.path / "run"), "--student", str(student_file), "--out",
+                        str(work.path / "s5"), "--set", "unlabelled=[missing.txt]"], env=work.env, capture_output=True, text=True)
+    expect(p.returncode == 2 and "missing.txt: cannot read" in p.stderr, f"missing unlabelled file: exit {p.returncode}, {p.stderr.strip()[-200:]!r}")
 
     # 4. The folder in Python transformers, against the served student.
     ensure_transformers()

@@ -89,6 +89,68 @@ std::vector<TaskMaterial> task_materials(const config::Composition& comp, Compos
   return out;
 }
 
+// The student file's unlabelled texts: one per line, blank lines skipped. A file is data
+// (docs/security.md): its size and line count are bounded before anything is kept.
+constexpr std::uintmax_t kMaxUnlabelledBytes = std::uintmax_t(256) << 20;
+constexpr std::size_t kMaxUnlabelledTexts = 1000000;
+
+std::vector<std::string> read_unlabelled(const std::vector<std::string>& files) {
+  std::vector<std::string> texts;
+  for (const auto& file : files) {
+    std::error_code ec;
+    const auto size = fs::file_size(file, ec);
+    if (ec || !fs::is_regular_file(file))
+      throw InputError(file + ": cannot read this unlabelled text file (listed in the student file)");
+    if (size > kMaxUnlabelledBytes)
+      throw InputError(file + ": " + std::to_string(size) + " bytes of unlabelled text, more than the limit of " +
+                       std::to_string(kMaxUnlabelledBytes) + " (kMaxUnlabelledBytes)");
+    const auto text = read_file(file);
+    std::size_t start = 0;
+    while (start < text.size()) {
+      auto end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      auto line = text.substr(start, end - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") != std::string::npos) texts.push_back(std::move(line));
+      if (texts.size() > kMaxUnlabelledTexts)
+        throw InputError(file + ": more than " + std::to_string(kMaxUnlabelledTexts) + " unlabelled texts (kMaxUnlabelledTexts)");
+      start = end + 1;
+    }
+  }
+  return texts;
+}
+
+// Appends the unlabelled texts to every text task's training rows, with label -1 (no
+// cross-entropy) and the composition's outputs for them: its teachers run on the raw texts, once,
+// or once per task when the router is conditioned on the task.
+void add_unlabelled(std::vector<TaskMaterial>& materials, ComposedSystem& sys, const std::vector<std::string>& texts,
+                    const TextStudent& student, bool per_task) {
+  if (texts.empty()) return;
+  spdlog::info("running the composition's text teachers on {} unlabelled texts", texts.size());
+  const auto ids = student.tokenize(texts);
+  torch::NoGradGuard no_grad;
+  std::map<std::string, std::vector<at::Tensor>> logits;  // head -> chunks
+  std::vector<at::Tensor> shared;
+  const auto run = [&](const std::string& task) {
+    logits.clear();
+    shared.clear();
+    for (std::size_t start = 0; start < texts.size(); start += 256) {
+      TeacherInput in;
+      in.texts.assign(texts.begin() + std::ptrdiff_t(start), texts.begin() + std::ptrdiff_t(std::min(texts.size(), start + 256)));
+      auto r = sys.forward(in, "text", task);
+      shared.push_back(r.shared);
+      for (auto& [head, out] : r.heads) logits[head].push_back(out);
+    }
+  };
+  for (auto& m : materials) {
+    if (per_task || shared.empty()) run(m.task);
+    m.train_ids.insert(m.train_ids.end(), ids.begin(), ids.end());
+    m.train_shared = torch::cat({m.train_shared, torch::cat(shared)});
+    m.train_logits = torch::cat({m.train_logits, torch::cat(logits.at(m.head))});
+    m.train_labels = torch::cat({m.train_labels, torch::full({int64_t(texts.size())}, -1, torch::kLong)});
+  }
+}
+
 struct LossParts {
   at::Tensor total;
   double embedding = 0, head = 0, label = 0;
@@ -102,7 +164,10 @@ LossParts distill_loss(const StudentLossSpec& l, const ForwardResult& r, const s
   const double t = l.temperature;
   const auto target_log = torch::log_softmax(logits / t, 1);
   const auto kl = (target_log.exp() * (target_log - torch::log_softmax(s / t, 1))).sum(1).mean() * (t * t);
-  const auto ce = torch::cross_entropy_loss(s, labels);
+  // Unlabelled rows (label -1) have no cross-entropy term.
+  const auto known = labels.ge(0).nonzero().squeeze(1);
+  const auto ce = known.numel() > 0 ? torch::cross_entropy_loss(s.index_select(0, known), labels.index_select(0, known))
+                                    : torch::zeros({}, s.options());
   LossParts p;
   p.total = l.embedding_weight * emb + l.head_weight * kl + l.label_weight * ce;
   p.embedding = emb.item<double>();
@@ -311,10 +376,13 @@ DistillOutcome distill(const DistillRequest& req, const registry::Registry& reg)
   co.progress = req.progress;
   cache_features(comp, sys, store, co);  // what `nexus train` cached; computes only what is missing
   auto materials = task_materials(comp, sys, store, student);
+  const auto unlabelled = read_unlabelled(spec.unlabelled);
+  add_unlabelled(materials, sys, unlabelled, student, comp.router.condition == "task");
   fs::create_directories(req.out_dir);
   torch::manual_seed(uint64_t(spec.trainer.seed));
   StudentRun run = StudentRun::create(req, info, comp, sys, spec, teacher, student, reg);
   auto outcome = Distiller(spec, student, run, materials, req.out_dir).train(req.resume);
+  outcome.unlabelled_texts = int64_t(unlabelled.size());
   finish_student_run(req, comp, student, run, reg, outcome);
   return outcome;
 }
@@ -346,7 +414,7 @@ std::string to_json_text(const DistillOutcome& o) {
                      {"retention", t.retention}, {"contract", t.contract}, {"violated", t.violated}});
   const nlohmann::json j{{"out", o.out_dir}, {"model", o.model_dir}, {"steps", o.steps}, {"best_step", o.best_step},
                          {"rollbacks", o.rollbacks}, {"resumed", o.resumed}, {"stopped_early", o.stopped_early},
-                         {"train_seconds", o.train_seconds}, {"samples_per_second", o.samples_per_second},
+                         {"train_seconds", o.train_seconds}, {"unlabelled_texts", o.unlabelled_texts}, {"samples_per_second", o.samples_per_second},
                          {"student_parameters", o.student_parameters}, {"composition_parameters", o.composition_parameters},
                          {"tasks", tasks}, {"violations", o.violations}, {"ok", o.violations.empty()},
                          {"weights_sha256", o.weights_sha256}};

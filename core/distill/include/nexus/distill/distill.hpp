@@ -58,6 +58,7 @@ struct DistillOutcome {
   int rollbacks = 0;
   bool resumed = false, stopped_early = false;
   double train_seconds = 0, samples_per_second = 0;
+  int64_t unlabelled_texts = 0;
   int64_t student_parameters = 0, composition_parameters = 0;  // encoders, towers and heads of the text side
   std::vector<StudentTaskResult> tasks;
   std::vector<std::string> violations;
