@@ -360,9 +360,10 @@ DistillOutcome distill(const DistillRequest& req, const registry::Registry& reg)
   const auto info = run::read_run_info(req.run_dir);
   const auto catalog = plugin_catalog(reg);
   const auto comp = run::load_run_composition(info, catalog);
+  const auto teacher = student_teacher(comp, spec);  // the user's mistakes first, before anything is loaded
+  const auto unlabelled = read_unlabelled(spec.unlabelled);
   auto sys = ComposedSystem::build(comp, reg);
   run::load_run_weights(sys, req.run_dir);
-  const auto teacher = student_teacher(comp, spec);
   TextStudentOptions so;
   so.teacher_folder = teacher.teacher.options.at("path");
   so.layers = spec.text.layers;
@@ -376,7 +377,6 @@ DistillOutcome distill(const DistillRequest& req, const registry::Registry& reg)
   co.progress = req.progress;
   cache_features(comp, sys, store, co);  // what `nexus train` cached; computes only what is missing
   auto materials = task_materials(comp, sys, store, student);
-  const auto unlabelled = read_unlabelled(spec.unlabelled);
   add_unlabelled(materials, sys, unlabelled, student, comp.router.condition == "task");
   fs::create_directories(req.out_dir);
   torch::manual_seed(uint64_t(spec.trainer.seed));
