@@ -3,6 +3,8 @@
 - the student run: exit 0, its table beside the base run's eval.json, a servable run folder;
 - kill -9 during distillation, then --resume: bitwise the same weights as an uninterrupted run;
 - a bad student file: exit 2 naming file:line:col;
+- `nexus train --resume` after kill -9 on the same two-task composition: bitwise the uninterrupted
+  run's weights (each head sits out every other step; see training::define_gradients);
 - the exported Hugging Face folder loaded by Python transformers (PyPI, scripts/transformers-pins.txt,
   on Debian's python3-torch) with no NEXUS code: on 16 sentences its embeddings, through the exported
   norm, tower and heads, match what `nexus serve` answers (cosine >= 0.9999, same labels).
@@ -94,9 +96,34 @@ def python_outputs(model_dir):
     return x, logits, heads
 
 
+def kill_after_first_checkpoint(args, folder):
+    """Starts `nexus ARGS`, SIGKILLs it once FOLDER/checkpoints/latest names a step after 0; the step."""
+    proc = subprocess.Popen([nexus, *args], env=work.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest, deadline, killed_at = folder / "checkpoints" / "latest", time.time() + 300, None
+    while proc.poll() is None and time.time() < deadline:
+        if latest.exists() and latest.read_text().strip() not in ("", "step-00000000"):
+            killed_at = latest.read_text().strip()
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    return killed_at if proc.returncode == -signal.SIGKILL else None
+
+
 try:
-    work.run("train", str(tests / "distill" / "distill_demo.yaml"), "--run", str(work.path / "run"))
+    demo = str(tests / "distill" / "distill_demo.yaml")
+    p = subprocess.run([nexus, "train", demo, "--run", str(work.path / "run"), "--json"], env=work.env,
+                       capture_output=True, text=True, check=True)
+    trained = json.loads(p.stdout)["weights_sha256"]
     base_eval = json.loads((work.path / "run" / "eval.json").read_text())
+
+    # 0. The trainer on two tasks taking turns: kill -9, --resume, the same weights.
+    killed_at = kill_after_first_checkpoint(["train", demo, "--run", str(work.path / "run2"), "--no-eval"], work.path / "run2")
+    p = subprocess.run([nexus, "train", demo, "--run", str(work.path / "run2"), "--no-eval", "--resume", "--json"],
+                       env=work.env, capture_output=True, text=True)
+    resumed = json.loads(p.stdout)["weights_sha256"] if p.returncode == 0 else ""
+    expect(killed_at is not None and resumed == trained,
+           f"nexus train killed at {killed_at}, resumed: weights {resumed[:16]} == uninterrupted {trained[:16]}")
 
     # 1. The student, uninterrupted.
     t0 = time.time()
@@ -125,19 +152,9 @@ try:
 
     # 2. kill -9 after the first checkpoint, then --resume: the same weights, bit for bit.
     s2 = work.path / "s2"
-    proc = subprocess.Popen([nexus, "distill", str(work.path / "run"), "--student", str(student_file), "--out", str(s2),
-                             "--json"], env=work.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest, deadline = s2 / "checkpoints" / "latest", time.time() + 300
-    killed_at = None
-    while proc.poll() is None and time.time() < deadline:
-        if latest.exists() and latest.read_text().strip() not in ("", "step-00000000"):
-            killed_at = latest.read_text().strip()
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    expect(killed_at is not None and proc.returncode == -signal.SIGKILL,
-           f"killed with SIGKILL at {killed_at} (exit {proc.returncode})")
+    killed_at = kill_after_first_checkpoint(["distill", str(work.path / "run"), "--student", str(student_file), "--out",
+                                             str(s2), "--json"], s2)
+    expect(killed_at is not None, f"distill killed with SIGKILL at {killed_at}")
     p = distill(s2, "--resume")
     resumed = json.loads(p.stdout) if p.returncode == 0 else {}
     expect(resumed.get("resumed") is True, f"--resume continued from {killed_at}")
