@@ -181,8 +181,6 @@ struct Validation {
   std::map<std::string, double> accuracy;
 };
 
-}  // namespace
-
 // The training run: the student, its optimiser and schedule, the keeper of its checkpoints.
 class Distiller {
  public:
@@ -354,6 +352,8 @@ DistillOutcome Distiller::train(bool resume) {
   outcome.samples_per_second = seconds > 0 ? double(timed * tr_.batch_size) / seconds : 0;
   return outcome;
 }
+
+}  // namespace
 
 DistillOutcome distill(const DistillRequest& req, const registry::Registry& reg) {
   const auto spec = load_student_spec(req.student_file, req.overrides);
