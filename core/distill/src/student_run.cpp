@@ -25,8 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
-
 std::string scalar(const config::Node& n, const std::string& key) {
   const auto* v = n.find(key);
   return v && v->is_scalar() ? v->scalar : std::string();
@@ -54,27 +52,19 @@ config::Node student_tree(const run::RunInfo& info, const config::Composition& b
   }
   teachers->items = {entry};
   if (auto* router = tree.find("router")) *router = config::load_string("plugin: softmax\n", "<nexus distill>");
-  std::vector<std::string> kept_heads, lost_tasks;
+  // Every teacher but the student is already gone; what only they served goes the way
+  // remove-teacher takes it (heads, their losses, tasks, retention entries).
+  Removal non_text;
   for (const auto& h : base.heads)
-    if (base.tasks.count(h.task) && base.tasks.at(h.task).modality == "text") kept_heads.push_back(h.name);
+    if (!base.tasks.count(h.task) || base.tasks.at(h.task).modality != "text") non_text.lost_heads.push_back(h.name);
   for (const auto& [name, task] : base.tasks)
-    if (task.modality != "text") lost_tasks.push_back(name);
-  const auto erase_items = [](config::Node* seq, auto pred) {
-    if (seq && seq->is_seq()) seq->items.erase(std::remove_if(seq->items.begin(), seq->items.end(), pred), seq->items.end());
-  };
-  const auto erase_keys = [&](config::Node* map) {
-    if (!map || !map->is_map()) return;
-    for (std::size_t i = map->map.size(); i-- > 0;)
-      if (contains(lost_tasks, map->map[i].first)) {
-        map->map.erase(map->map.begin() + std::ptrdiff_t(i));
-        map->key_locs.erase(map->key_locs.begin() + std::ptrdiff_t(i));
-      }
-  };
-  erase_items(tree.find("heads"), [&](const config::Node& n) { return !contains(kept_heads, scalar(n, "name")); });
+    if (task.modality != "text") non_text.lost_tasks.push_back(name);
+  remove_teacher(tree, non_text);
   // Head-less losses act on the router, which a single teacher does not have to learn.
-  erase_items(tree.find("losses"), [&](const config::Node& n) { return !contains(kept_heads, scalar(n, "head")); });
-  if (auto* data = tree.find("data")) erase_keys(data->find("tasks"));
-  if (auto* retention = tree.find("retention")) erase_keys(retention->find("tasks"));
+  if (auto* losses = tree.find("losses"); losses && losses->is_seq())
+    losses->items.erase(std::remove_if(losses->items.begin(), losses->items.end(),
+                                       [](const config::Node& n) { return scalar(n, "head").empty(); }),
+                        losses->items.end());
   if (auto* name = tree.find("name")) name->scalar += "-student";
   return tree;
 }
