@@ -1,6 +1,6 @@
 // libFuzzer harness: a request body as POST /v1/predict and /v1/embed decode it, up to the values
 // handed to the teachers (serving/request_json.hpp): the body's fields, the inputs array, texts,
-// and images of two shapes. RequestError (a 4xx) is the expected answer to bad input.
+// images of two shapes, and audio (base64 WAVs or sample arrays, at most 1 s each). RequestError (a 4xx) is the expected answer to bad input.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -14,6 +14,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto& inputs = input_array(body);
     try {
       (void)text_inputs(inputs);
+    } catch (const RequestError&) {
+    }
+    try {
+      (void)audio_inputs(inputs, 1.0);
     } catch (const RequestError&) {
     }
     try {

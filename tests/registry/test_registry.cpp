@@ -112,8 +112,8 @@ TEST_CASE("broken plugins are listed with exact reasons and the host keeps worki
 
   const auto host = abi(NEXUS_ABI_MAJOR, NEXUS_ABI_MINOR);
   CHECK(status("abi_major_plugin_tower") == Status::Incompatible);
-  CHECK(reason("abi_major_plugin_tower") == "plugin ABI " + abi(2, NEXUS_ABI_MINOR) + " is newer than this host's ABI " +
-                                                host + ": upgrade nexus to one with plugin ABI 2.x, or rebuild the "
+  CHECK(reason("abi_major_plugin_tower") == "plugin ABI " + abi(NEXUS_ABI_MAJOR + 1, NEXUS_ABI_MINOR) + " is newer than this host's ABI " +
+                                                host + ": upgrade nexus to one with plugin ABI " + std::to_string(NEXUS_ABI_MAJOR + 1) + ".x, or rebuild the "
                                                 "plugin against this host's plugin_api");
   CHECK(status("abi_minor_plugin_tower") == Status::Incompatible);
   CHECK(reason("abi_minor_plugin_tower") == "plugin needs ABI " + abi(NEXUS_ABI_MAJOR, 99) + " but this host provides " +

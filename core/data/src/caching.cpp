@@ -1,6 +1,7 @@
 #include "nexus/data/caching.hpp"
 
 #include <nexus/teacher.hpp>
+#include <nexus/text.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -41,7 +42,10 @@ std::vector<CachedFeatures> for_each_entry(const config::Composition& comp, Comp
                                            const CachingOptions& options, Fn&& fn) {
   std::vector<CachedFeatures> out;
   for (const auto& [task_name, task] : comp.tasks) {
-    for (const auto& split : options.splits) {
+    auto splits = options.splits;
+    if (contains(splits, "test"))  // a task's report splits are scored with its test split
+      for (const auto& s : task.report_splits()) splits.push_back(s);
+    for (const auto& split : splits) {
       const auto data = load_task_split(comp, task, split);
       for (const auto& slot : system.teachers()) {
         if (to_string(slot.teacher->modality()) != data.modality) continue;

@@ -1,6 +1,9 @@
 #include "nexus/data/dataset.hpp"
 
+#include "nexus/audio/batch.hpp"
+
 #include <nexus/sha256.hpp>
+#include <nexus/support/mapped_file.hpp>
 #include <nexus/teacher.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -40,12 +43,58 @@ at::Tensor read_idx(const fs::path& file) {
   return t;
 }
 
+// <split>.tsv of an audio dataset: `start<TAB>length<TAB>label<TAB>id` rows (after a header) that
+// place each clip in audio_<split>.wav.
+void read_audio_split(DatasetSplit& d, const fs::path& wav, const fs::path& tsv) {
+  auto mapped = support::MappedFile::open(wav.string());
+  d.audio_bytes = std::string_view(reinterpret_cast<const char*>(mapped->data()), mapped->size());
+  d.audio_owner = mapped;
+  try {
+    d.audio_info = audio::parse_wav(d.audio_bytes, audio::WavLimits{1e9});
+  } catch (const audio::WavError& e) {
+    throw DatasetError(wav.string() + ": " + e.what() + kRebuild);
+  }
+  std::ifstream in(tsv);
+  std::vector<int64_t> labels;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (n == 1 && line.rfind("start\t", 0) == 0) continue;
+    std::istringstream fields(line);
+    int64_t start = -1, length = -1, label = -1;
+    fields >> start >> length >> label;
+    if (!fields || start < 0 || length < 1 || label < 0 || start > d.audio_info.frames || length > d.audio_info.frames - start)
+      throw DatasetError(tsv.string() + ":" + std::to_string(n) + ": expected start, length (a clip inside " + wav.filename().string() +
+                         "'s " + std::to_string(d.audio_info.frames) + " frames), label, id" + kRebuild);
+    d.clip_start.push_back(start);
+    d.clip_length.push_back(length);
+    labels.push_back(label);
+  }
+  d.labels = torch::tensor(labels, torch::kLong);
+}
+
 }  // namespace
+
+void DatasetSplit::truncate(int64_t n) {
+  if (n >= size()) return;
+  labels = labels.narrow(0, 0, n).clone();
+  if (images.defined()) images = images.narrow(0, 0, n).clone();
+  if (!texts.empty()) texts.resize(size_t(n));
+  if (!clip_start.empty()) {
+    clip_start.resize(size_t(n));
+    clip_length.resize(size_t(n));
+  }
+}
 
 TeacherInput DatasetSplit::batch(int64_t first, int64_t count) const {
   TeacherInput in;
   if (modality == "text") {
     in.texts.assign(texts.begin() + first, texts.begin() + first + count);
+  } else if (modality == "audio") {
+    std::vector<std::vector<float>> clips;
+    for (int64_t i = first; i < first + count; ++i)
+      clips.push_back(audio::resample(audio::read_mono(audio_bytes, audio_info, clip_start[size_t(i)], clip_length[size_t(i)]),
+                                      audio_info.sample_rate, audio::kModelRate));
+    return audio::pad_batch(clips);
   } else {
     in.tensor = images.narrow(0, first, count).to(torch::kFloat).div_(255.0).unsqueeze(1);
   }
@@ -80,7 +129,10 @@ DatasetSplit load_dataset(const std::string& root, const std::string& dataset, c
       throw DatasetError("corrupt dataset file " + path.string() + ": checksum mismatch" + kRebuild);
     return path;
   };
-  if (files.contains("images_" + split + ".idx")) {
+  if (files.contains("audio_" + split + ".wav")) {
+    d.modality = "audio";
+    read_audio_split(d, checked("audio_" + split + ".wav"), checked(split + ".tsv"));
+  } else if (files.contains("images_" + split + ".idx")) {
     d.modality = "image";
     d.images = read_idx(checked("images_" + split + ".idx"));
     d.labels = read_idx(checked("labels_" + split + ".idx")).to(torch::kLong);
@@ -134,9 +186,7 @@ DatasetSplit load_task_split(const config::Composition& comp, const config::Task
   if (it == task.params.end()) return d;
   const int64_t n = std::stoll(it->second);  // validated as a positive integer by the config checker
   if (n >= d.size()) return d;
-  d.labels = d.labels.narrow(0, 0, n).clone();
-  if (d.images.defined()) d.images = d.images.narrow(0, 0, n).clone();
-  if (!d.texts.empty()) d.texts.resize(size_t(n));
+  d.truncate(n);
   d.split = split + "[:" + std::to_string(n) + "]";
   return d;
 }

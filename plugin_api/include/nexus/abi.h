@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NEXUS_ABI_MAJOR 1
+/* 2: TeacherInput gained `lengths` (audio), which changes the layout a plugin returns by value. */
+#define NEXUS_ABI_MAJOR 2
 #define NEXUS_ABI_MINOR 0
 
 /* Exported symbol names. */

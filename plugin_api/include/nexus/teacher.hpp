@@ -32,10 +32,14 @@ inline Modality modality_from_string(const std::string& s) {
 }
 
 // One batch of raw inputs. Text teachers read `texts`; every other modality reads `tensor`
-// (images [B,C,H,W] float, audio [B,T] float, ids [B] int64 into a feature file, tensor [B,...]).
+// (images [B,C,H,W] float, ids [B] int64 into a feature file, tensor [B,...]). Audio is mono
+// 16 kHz float32 in [-1, 1] (core/audio converts whatever arrives): `tensor` [B,T] zero-padded at
+// the end, `lengths` [B] int64 the valid samples of each row; a teacher's row b must depend only on
+// tensor[b, :lengths[b]], so that a clip's features do not depend on what it was batched with.
 struct TeacherInput {
   std::vector<std::string> texts;
   at::Tensor tensor;
+  at::Tensor lengths;  // audio only (ABI 2)
   int64_t size() const { return texts.empty() ? (tensor.defined() ? tensor.size(0) : 0) : int64_t(texts.size()); }
 };
 
@@ -72,9 +76,27 @@ class Teacher {
       throw std::runtime_error("encode() returned shape " + shape_str(f) + ", expected [" +
                                std::to_string(in.size()) + ", " + std::to_string(width()) + "]");
     if (!f.isfinite().all().item<bool>()) throw std::runtime_error("encode() returned non-finite features");
+    if (modality() == Modality::Audio) check_padding_independence(in, f);
   }
 
  protected:
+  // The audio contract: each row's features come from its own valid samples only. Re-encodes the
+  // batch's last row alone, cut to its length, and compares.
+  void check_padding_independence(const TeacherInput& in, const at::Tensor& batched) {
+    if (!in.lengths.defined() || in.lengths.size(0) != in.size())
+      throw std::runtime_error("an audio example_input() must carry lengths [B] beside the samples");
+    const int64_t last = in.size() - 1, n = in.lengths[last].item<int64_t>();
+    TeacherInput alone;
+    alone.tensor = in.tensor.narrow(0, last, 1).narrow(1, 0, n).contiguous();
+    alone.lengths = in.lengths.narrow(0, last, 1).clone();
+    const auto single = encode(alone);
+    const double diff = (single[0] - batched[last]).abs().max().item<double>();
+    const double scale = 1e-4 * (1.0 + single.abs().max().item<double>());
+    if (!(diff <= scale))
+      throw std::runtime_error("audio features depend on padding or on the rest of the batch: a clip alone and in a "
+                               "padded batch differ by " + std::to_string(diff) + " (use `lengths`)");
+  }
+
   static std::string shape_str(const at::Tensor& t) {
     std::string s = "[";
     for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));

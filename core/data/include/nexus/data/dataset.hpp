@@ -1,13 +1,17 @@
-// Labelled datasets built by scripts/build_datasets.py (see docs/data.md): IDX images or TSV
-// texts, one folder per dataset with a manifest that names its identity and checksums.
+// Labelled datasets built by scripts/build_datasets.py (see docs/data.md): IDX images, TSV texts
+// or audio (one WAV per split holding every clip, and a TSV of where each clip lies), one folder
+// per dataset with a manifest that names its identity and checksums.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "nexus/audio/wav.hpp"
 #include "nexus/base/errors.hpp"
 #include "nexus/config/composition.hpp"
 
@@ -23,15 +27,23 @@ class DatasetError : public InputError {
 struct DatasetSplit {
   std::string name, split;
   std::string dataset_id;            // from the manifest: the cache key's dataset part
-  std::string modality;              // "image" or "text"
+  std::string modality;              // "image", "text" or "audio"
   std::vector<std::string> classes;
   at::Tensor labels;                 // [N] int64
   at::Tensor images;                 // image: [N, H, W] uint8
   std::vector<std::string> texts;    // text
+  // audio: the split's WAV (mapped; `audio_owner` keeps it so), and each clip's frames in it.
+  std::shared_ptr<const void> audio_owner;
+  std::string_view audio_bytes;
+  audio::WavInfo audio_info;
+  std::vector<int64_t> clip_start, clip_length;
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
-  // Raw teacher input for rows [first, first + count): images as float [B,1,H,W] in [0,1].
+  // Raw teacher input for rows [first, first + count): images as float [B,1,H,W] in [0,1]; audio
+  // resampled to 16 kHz, padded, with lengths (audio/batch.hpp).
   TeacherInput batch(int64_t first, int64_t count) const;
+  // The first n rows only.
+  void truncate(int64_t n);
 };
 
 // Reads <root>/<dataset>/ for one split, after checking the manifest's checksums of the files
