@@ -28,7 +28,9 @@ const char* kUsage =
     "                    $NEXUS_ADMIN_TOKEN, and without one the admin endpoints are off)\n"
     "                    {\"run\": DIR, \"components\": [\"tower.X\", ...]}  swap in only those components\n"
     "                    of DIR (tower.X, norm.X, router, head.H, or teacher.X with its norm and tower)\n"
-    "Text inputs are strings; images are arrays of pixel values 0-255 in the teacher's input shape.\n"
+    "Text inputs are strings; images are arrays of pixel values 0-255 in the teacher's input shape;\n"
+    "audio is a base64 WAV file (PCM or float, any rate and channel count) or {\"samples\": [-1..1],\n"
+    "\"sample_rate\": Hz}, resampled to 16 kHz, each clip at most --max-audio-seconds long.\n"
     "Every response names the run version that served it. SIGHUP re-reads the --watch folder and\n"
     "swaps it in the same way. Concurrent requests for the same task are micro-batched into one\n"
     "forward (--max-batch, --max-delay-ms); an input that makes a teacher fail fails its own request.\n"
@@ -78,6 +80,7 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       ("threads", po::value(&limits.threads)->default_value(limits.threads), "worker threads (one connection each at a time)")
       ("max-queue", po::value(&limits.max_queue)->default_value(limits.max_queue), "connections waiting for a worker (more: 503 at once)")
       ("max-inflight", po::value(&limits.max_inflight)->default_value(limits.max_inflight), "predict/embed/swap requests at once, 0 = threads - 4 (more: 503)")
+      ("max-audio-seconds", po::value(&a.service.max_audio_seconds)->default_value(a.service.max_audio_seconds), "longest audio clip a request may carry (longer: 400)")
       ("watch", po::value(&a.http.watch_dir), "run folder re-read on SIGHUP (default: RUN)")
       ("max-batch", po::value(&batching.max_rows)->default_value(batching.max_rows), "micro-batching: most inputs per forward")
       ("max-delay-ms", po::value(&a.max_delay_ms)->default_value(a.max_delay_ms), "micro-batching: longest a request waits for company")
@@ -94,6 +97,8 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   batching.max_delay = std::chrono::microseconds(int64_t(a.max_delay_ms * 1000));
   batching.dense = a.routing == "dense";
   serving::check_limits(limits);
+  if (!(a.service.max_audio_seconds > 0 && a.service.max_audio_seconds <= 3600))
+    throw UsageError("--max-audio-seconds must be above 0 and at most 3600");
   a.service.admin_token = admin_token(a.token_file);
   a.service.scan = [&g] { return scanned_registry(g); };
 

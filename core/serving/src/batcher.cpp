@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "nexus/audio/batch.hpp"
+
 namespace nexus::serving {
 
 MicroBatcher::MicroBatcher(BatcherOptions options, std::function<void(const BatchStats&)> on_batch)
@@ -90,10 +92,13 @@ void MicroBatcher::process(std::vector<Job>& jobs) {
   if (jobs.size() > 1) {
     TeacherInput all;
     std::vector<at::Tensor> tensors;
+    std::vector<const TeacherInput*> clips;  // audio: padded to the longest of the batch
     for (const auto& j : jobs) {
       all.texts.insert(all.texts.end(), j.inputs.texts.begin(), j.inputs.texts.end());
-      if (j.inputs.tensor.defined()) tensors.push_back(j.inputs.tensor);
+      if (j.inputs.lengths.defined()) clips.push_back(&j.inputs);
+      else if (j.inputs.tensor.defined()) tensors.push_back(j.inputs.tensor);
     }
+    if (!clips.empty()) all = audio::concat_batches(clips);
     if (!tensors.empty()) all.tensor = torch::cat(tensors, 0);
     BatchStats stats;
     try {

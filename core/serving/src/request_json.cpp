@@ -2,7 +2,11 @@
 // (tests/fuzz/request_json_fuzz.cpp); requests.cpp turns the values into tensors.
 #include <nexus/text.hpp>
 
+#include <cmath>
 #include <utility>
+
+#include "nexus/audio/wav.hpp"
+#include "nexus/base/base64.hpp"
 
 #include "nexus/serving/request_json.hpp"
 
@@ -69,7 +73,58 @@ void flatten_image(const nlohmann::json& image, int64_t numel, std::vector<float
                                 (stack.empty() ? std::to_string(got) : "more"));
 }
 
+std::vector<float> samples_input(const nlohmann::json& x, double max_seconds) {
+  for (const auto& [key, value] : x.items())
+    if (key != "samples" && key != "sample_rate")
+      throw RequestError(400, "unknown audio field '" + key + "' (expected samples, sample_rate)");
+  const auto rate = x.find("sample_rate"), samples = x.find("samples");
+  if (rate == x.end() || !rate->is_number_integer() || rate->get<int64_t>() < 1000 || rate->get<int64_t>() > 384000)
+    throw RequestError(400, "an audio object needs 'sample_rate', an integer number of Hz in 1000-384000");
+  if (samples == x.end() || !samples->is_array())
+    throw RequestError(400, "an audio object needs 'samples', an array of numbers in -1..1");
+  const int r = int(rate->get<int64_t>());
+  if (double(samples->size()) > max_seconds * r)
+    throw RequestError(400, "an audio clip of " + std::to_string(double(samples->size()) / r) + " s is over this server's limit of " +
+                                std::to_string(max_seconds) + " s");
+  std::vector<float> values;
+  values.reserve(samples->size());
+  for (const auto& v : *samples) {
+    if (!v.is_number()) throw RequestError(400, "audio samples must be numbers, found a " + std::string(v.type_name()));
+    const double a = v.get<double>();
+    if (!(std::abs(a) <= 1.0)) throw RequestError(400, "audio samples must lie in -1..1, got " + v.dump());
+    values.push_back(float(a));
+  }
+  return audio::resample(values, r, audio::kModelRate);
+}
+
+std::vector<float> one_audio_input(const nlohmann::json& x, double max_seconds) {
+  if (x.is_object()) return samples_input(x, max_seconds);
+  if (!x.is_string())
+    throw RequestError(400, "an audio input must be a base64 WAV string or {\"samples\": [...], \"sample_rate\": Hz}");
+  const auto bytes = base64_decode(x.get_ref<const std::string&>());
+  if (!bytes) throw RequestError(400, "an audio input string must be a WAV file in base64 (RFC 4648, padded)");
+  try {
+    return audio::decode_for_model(*bytes, audio::WavLimits{max_seconds});
+  } catch (const audio::WavError& e) {
+    throw RequestError(400, e.what());
+  }
+}
+
 }  // namespace
+
+std::vector<std::vector<float>> audio_inputs(const nlohmann::json& inputs, double max_seconds) {
+  std::vector<std::vector<float>> clips;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    try {
+      clips.push_back(one_audio_input(inputs[i], max_seconds));
+    } catch (const RequestError& e) {
+      throw RequestError(e.status, "input " + std::to_string(i) + ": " + e.what());
+    }
+    if (clips.back().size() < size_t(audio::kModelRate / 100))
+      throw RequestError(400, "input " + std::to_string(i) + ": an audio clip must last at least 10 ms");
+  }
+  return clips;
+}
 
 std::vector<float> image_inputs(const nlohmann::json& inputs, const std::vector<int64_t>& shape) {
   int64_t numel = 1;

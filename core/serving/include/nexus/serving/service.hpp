@@ -32,6 +32,7 @@ struct ServiceOptions {
   BatcherOptions batching;
   std::string device;       // auto, cpu, cuda, cuda:N; "" = the composition's
   std::string admin_token;  // bearer token of the admin endpoints; "" turns them off
+  double max_audio_seconds = 30;  // longest audio clip a request may carry
   // A freshly scanned registry, for the first load and for every swap.
   std::function<registry::Registry()> scan;
 };
