@@ -2,6 +2,8 @@
 // overrides and validation together.
 #include "nexus/config/composition.hpp"
 
+#include <nexus/text.hpp>
+
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -10,6 +12,24 @@
 #include "sections.hpp"
 
 namespace nexus::config {
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size() && !text.empty()) {
+    const auto comma = text.find(',', start);
+    const auto end = comma == std::string::npos ? text.size() : comma;
+    out.push_back(trim(text.substr(start, end - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> TaskSpec::report_splits() const {
+  const auto it = params.find("report_splits");
+  return it == params.end() ? std::vector<std::string>{} : split_names(it->second);
+}
 
 namespace {
 

@@ -55,6 +55,17 @@ void check_data(Context& ctx, const Node& data) {
           // A prefix of the split (stored in hash order, so a uniform sample): quick runs.
           if (auto v = ctx.check.integer(value, "'" + where + "." + key + "'", positive()))
             t.params[key] = std::to_string(*v);
+        } else if (key == "report_splits") {
+          // Further test splits (e.g. real recordings beside synthetic ones): scored and reported
+          // beside the test split, never trained on, not under the retention contract.
+          if (auto s = ctx.check.string(value, "'" + where + "." + key + "'")) {
+            for (const auto& split : split_names(*s))
+              if (split.empty() || split == "train" || split == "val" || split == "test" ||
+                  split.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos)
+                ctx.check.error(value.loc, "'" + where + ".report_splits' names split '" + split + "'",
+                                "list further test splits by name, comma-separated (not train, val or test)");
+            t.params[key] = *s;
+          }
         } else if (value.is_scalar()) {
           t.params[key] = value.scalar;
         } else {

@@ -36,8 +36,8 @@ double accuracy(const at::Tensor& logits, const at::Tensor& labels) {
 // best validation accuracy. Zero-initialised and sampled from its own generator, so it is
 // deterministic and leaves the global RNG alone.
 ProbeScore train_probe(const std::string& teacher, const SplitFeatures& train, const SplitFeatures& val,
-                       const SplitFeatures& test, size_t slot, int64_t classes, const config::TrainerSpec& cfg,
-                       int64_t steps, uint64_t seed) {
+                       const SplitFeatures& test, const std::vector<SplitFeatures>& reports, size_t slot, int64_t classes,
+                       const config::TrainerSpec& cfg, int64_t steps, uint64_t seed) {
   torch::NoGradGuard outer;  // re-enabled below for the optimisation itself
   const auto& xtr = train.features[slot];
   const auto mean = xtr.mean(0, true);
@@ -84,17 +84,21 @@ ProbeScore train_probe(const std::string& teacher, const SplitFeatures& train, c
   p.steps = steps;
   p.val_accuracy = best_val;
   p.test_accuracy = accuracy(probe->forward(te), test.labels);
+  for (const auto& r : reports) p.report_accuracy[r.split] = accuracy(probe->forward(standard(r.features[slot])), r.labels);
   return p;
 }
 
 // What a stored probe score depends on: if any of it changes, the probe is trained again.
 std::string probe_key(const std::string& fingerprint, const SplitFeatures& train, const SplitFeatures& val,
-                      const SplitFeatures& test, const config::TrainerSpec& cfg, int64_t steps) {
+                      const SplitFeatures& test, const std::vector<SplitFeatures>& reports, const config::TrainerSpec& cfg,
+                      int64_t steps) {
   Sha256 h;
+  auto splits = nlohmann::json::array({train.split, val.split, test.split});
+  for (const auto& r : reports) splits.push_back(r.split);
   const auto text = nlohmann::json{{"recipe", kProbeRecipe},
                                    {"fingerprint", fingerprint},
                                    {"dataset", train.dataset_id},
-                                   {"splits", {train.split, val.split, test.split}},
+                                   {"splits", splits},
                                    {"steps", steps},
                                    {"batch_size", cfg.batch_size},
                                    {"lr", cfg.lr},
@@ -138,6 +142,39 @@ void score_composite(ComposedSystem& sys, const config::HeadSpec& head, const Sp
   sys.router()->reset_stats();
 }
 
+// The composite's accuracy on a report split (no routing statistics: those describe the test split).
+double composite_accuracy(ComposedSystem& sys, const config::HeadSpec& head, const SplitFeatures& split) {
+  const int64_t rows = split.labels.size(0);
+  double correct = 0;
+  for (int64_t b = 0; b < rows; b += 2048) {
+    const int64_t m = std::min<int64_t>(2048, rows - b);
+    std::vector<at::Tensor> batch(split.features.size());
+    for (size_t i = 0; i < batch.size(); ++i)
+      if (split.features[i].defined()) batch[i] = split.features[i].narrow(0, b, m);
+    correct += (sys.fuse(batch, head.task).heads.at(head.name).argmax(1).cpu() == split.labels.narrow(0, b, m)).sum().item<double>();
+  }
+  sys.router()->reset_stats();
+  return correct / double(std::max<int64_t>(1, rows));
+}
+
+void score_reports(ComposedSystem& sys, const config::HeadSpec& head, const std::vector<SplitFeatures>& reports, TaskEvaluation& te) {
+  for (const auto& r : reports) {
+    ReportSplit rs;
+    rs.split = r.split;
+    rs.rows = r.labels.size(0);
+    rs.accuracy = composite_accuracy(sys, head, r);
+    for (const auto& p : te.probes) {
+      const double a = p.report_accuracy.count(r.split) ? p.report_accuracy.at(r.split) : 0.0;
+      if (a > rs.best_probe || rs.best_teacher.empty()) {
+        rs.best_probe = a;
+        rs.best_teacher = p.teacher;
+      }
+    }
+    rs.retention = rs.best_probe > 0 ? rs.accuracy / rs.best_probe : 0.0;
+    te.reports.push_back(rs);
+  }
+}
+
 // A probe score kept in `file` under the same key, if there is one.
 std::optional<ProbeScore> stored_probe(const fs::path& file, const std::string& key, const std::string& teacher) {
   if (!fs::exists(file)) return std::nullopt;
@@ -149,6 +186,7 @@ std::optional<ProbeScore> stored_probe(const fs::path& file, const std::string& 
     p.val_accuracy = j.at("val_accuracy");
     p.test_accuracy = j.at("test_accuracy");
     p.steps = j.at("steps");
+    p.report_accuracy = j.value("report_accuracy", std::map<std::string, double>{});
     p.reused = true;
     return p;
   } catch (const std::exception& e) {
@@ -161,14 +199,14 @@ std::optional<ProbeScore> stored_probe(const fs::path& file, const std::string& 
 // trained now (and stored there).
 ProbeScore probe_score(const config::Composition& comp, const TeacherSlot& slot, size_t i, const config::HeadSpec& head,
                        const SplitFeatures& train, const SplitFeatures& val, const SplitFeatures& test,
-                       const EvalOptions& options) {
+                       const std::vector<SplitFeatures>& reports, const EvalOptions& options) {
   const int64_t budget = probe_budget(comp);
-  const auto key = probe_key(slot.teacher->fingerprint().str(), train, val, test, comp.trainer, budget);
+  const auto key = probe_key(slot.teacher->fingerprint().str(), train, val, test, reports, comp.trainer, budget);
   const auto file = fs::path(options.probe_dir) / (head.task + "." + slot.name + ".json");
   if (!options.probe_dir.empty())
     if (auto stored = stored_probe(file, key, slot.name)) return *stored;
   const auto started = std::chrono::steady_clock::now();
-  auto p = train_probe(slot.name, train, val, test, i, head.outputs, comp.trainer, budget,
+  auto p = train_probe(slot.name, train, val, test, reports, i, head.outputs, comp.trainer, budget,
                        uint64_t(comp.trainer.seed) * 1000003u + i);
   spdlog::info("probe {} on {}: {} steps in {:.1f} s, test accuracy {:.4f}", slot.name, head.task, budget,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), p.test_accuracy);
@@ -178,7 +216,8 @@ ProbeScore probe_score(const config::Composition& comp, const TeacherSlot& slot,
                                                        {"task", head.task},
                                                        {"steps", p.steps},
                                                        {"val_accuracy", p.val_accuracy},
-                                                       {"test_accuracy", p.test_accuracy}}
+                                                       {"test_accuracy", p.test_accuracy},
+                                                       {"report_accuracy", p.report_accuracy}}
                                             .dump(1));
   return p;
 }
@@ -212,12 +251,15 @@ Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache:
     const auto train = load_split_features(comp, sys, store, head.task, "train");
     const auto val = load_split_features(comp, sys, store, head.task, "val");
     const auto test = load_split_features(comp, sys, store, head.task, "test");
+    std::vector<SplitFeatures> reports;
+    for (const auto& split : comp.tasks.at(head.task).report_splits())
+      reports.push_back(load_split_features(comp, sys, store, head.task, split));
     te.split = test.split;
     te.rows = test.labels.size(0);
     score_composite(sys, head, test, te);
     for (size_t i = 0; i < sys.teachers().size(); ++i) {
       if (!train.features[i].defined()) continue;
-      const auto p = probe_score(comp, sys.teachers()[i], i, head, train, val, test, options);
+      const auto p = probe_score(comp, sys.teachers()[i], i, head, train, val, test, reports, options);
       if (p.test_accuracy > te.best_probe || te.best_teacher.empty()) {
         te.best_probe = p.test_accuracy;
         te.best_teacher = p.teacher;
@@ -225,6 +267,7 @@ Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache:
       te.probes.push_back(p);
     }
     judge_retention(comp, te, ev);
+    score_reports(sys, head, reports, te);
     ev.tasks.push_back(std::move(te));
   }
   return ev;

@@ -19,8 +19,14 @@ nlohmann::json to_json(const Evaluation& ev) {
   nlohmann::json tasks = nlohmann::json::array();
   for (const auto& t : ev.tasks) {
     nlohmann::json probes = nlohmann::json::object();
-    for (const auto& p : t.probes)
+    for (const auto& p : t.probes) {
       probes[p.teacher] = {{"val_accuracy", p.val_accuracy}, {"test_accuracy", p.test_accuracy}, {"steps", p.steps}};
+      if (!p.report_accuracy.empty()) probes[p.teacher]["report_accuracy"] = p.report_accuracy;
+    }
+    nlohmann::json reports = nlohmann::json::array();
+    for (const auto& r : t.reports)
+      reports.push_back({{"split", r.split}, {"rows", r.rows}, {"accuracy", r.accuracy}, {"best_teacher", r.best_teacher},
+                         {"best_probe", r.best_probe}, {"retention", r.retention}});
     nlohmann::json routing = nlohmann::json::object();
     for (size_t i = 0; i < ev.teachers.size() && i < t.mean_weight.size(); ++i)
       routing[ev.teachers[i]] = {{"mean_weight", t.mean_weight[i]}, {"load", t.load[i]}};
@@ -37,7 +43,8 @@ nlohmann::json to_json(const Evaluation& ev) {
                      {"violated", t.violated},
                      {"routing", routing},
                      {"routing_entropy", t.routing_entropy},
-                     {"shared_variance", t.shared_variance}});
+                     {"shared_variance", t.shared_variance},
+                     {"report_splits", reports}});
   }
   return {{"teachers", ev.teachers}, {"tasks", tasks}, {"violations", ev.violations}, {"ok", ev.violations.empty()}};
 }
@@ -53,6 +60,11 @@ void print_table(const Evaluation& ev, std::ostream& out) {
                   t.contract > 0 ? std::to_string(t.contract).substr(0, 4).c_str() : "-",
                   t.violated ? "  VIOLATED" : "");
     out << line;
+    for (const auto& r : t.reports) {  // further test splits: reported, not under the contract
+      std::snprintf(line, sizeof line, "%-20s %7lld %9.4f %11.4f  %-16s %9.4f %8s\n", ("  [" + r.split + "]").c_str(),
+                    (long long)r.rows, r.accuracy, r.best_probe, ("(" + r.best_teacher + ")").c_str(), r.retention, "report");
+      out << line;
+    }
     std::string probes = "    probes:";
     for (const auto& p : t.probes) {
       std::snprintf(line, sizeof line, " %s %.4f", p.teacher.c_str(), p.test_accuracy);

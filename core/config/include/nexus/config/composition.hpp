@@ -77,7 +77,13 @@ struct TaskSpec {
   std::string modality;
   std::map<std::string, std::string> params;  // any further keys, as text
   Location loc;
+  // `report_splits: real, other`: further test splits (e.g. real recordings beside synthetic test
+  // data), cached and scored with the test split, never trained on, not under the contract.
+  std::vector<std::string> report_splits() const;
 };
+
+// "a, b,c" -> {"a", "b", "c"} (items trimmed; empty text, no items).
+std::vector<std::string> split_names(const std::string& text);
 
 struct TrainerSpec {
   int64_t steps = 1000;

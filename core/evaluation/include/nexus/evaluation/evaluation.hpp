@@ -20,6 +20,15 @@ struct ProbeScore {
   double val_accuracy = 0, test_accuracy = 0;
   int64_t steps = 0;
   bool reused = false;  // read from the run's probes/ folder instead of trained now
+  std::map<std::string, double> report_accuracy;  // per report split (TaskSpec::report_splits)
+};
+
+// A report split of a task: scored like the test split, reported beside it, not contracted.
+struct ReportSplit {
+  std::string split;
+  int64_t rows = 0;
+  double accuracy = 0, best_probe = 0, retention = 0;
+  std::string best_teacher;
 };
 
 struct TaskEvaluation {
@@ -36,6 +45,7 @@ struct TaskEvaluation {
   std::vector<double> load;             // per teacher: fraction of inputs that selected it
   double routing_entropy = 0;           // mean per-input entropy of the routing weights (nats)
   double shared_variance = 0;           // mean per-dimension variance of the shared space
+  std::vector<ReportSplit> reports;     // the task's report splits, in the order it lists them
 };
 
 struct Evaluation {
