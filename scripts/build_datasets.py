@@ -7,6 +7,10 @@ scripts/install-deps.sh):
   fashion_mnist       <- dataset-fashion-mnist  (IDX images/labels)
   wordnet_supersense  <- wordnet-base           (WordNet 3.0 glosses -> lexicographer file)
   fortunes_category   <- fortunes               (fortune quotes -> fortune file / category)
+  speech_language     <- espeak-ng (train/val/test: synthesised numbers) and
+                         asterisk-core-sounds-{en,es,fr,it,ru}-wav (split "real":
+                         human recordings)                 (audio -> language)
+  speech_digit        <- the same packages                 (audio -> spoken digit 0-9)
 
 Each dataset is written to OUT/<name>/ together with a manifest.json that records
 the source package and its exact version, split sizes, classes and per-split class
@@ -21,16 +25,22 @@ Exit codes: 0 ok, 1 failure, 2 bad usage.  See docs/data.md.
 """
 
 import argparse
+import array
+import collections
+import concurrent.futures
 import gzip
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import time
+import wave
 
 SCHEMA_VERSION = 1
 
@@ -40,14 +50,39 @@ PINNED = {
     "dataset-fashion-mnist": "0.0~git20200523.55506a9-1",
     "wordnet-base": "1:3.0-37",
     "fortunes": "1:1.99.1-7.3",
+    # the synthesiser (the three come from one source package and move together)
+    "espeak-ng": "1.51+dfsg-10+deb12u2",
+    "libespeak-ng1": "1.51+dfsg-10+deb12u2",
+    "espeak-ng-data": "1.51+dfsg-10+deb12u2",
+    "asterisk-core-sounds-en-wav": "1.6.1-1",
+    "asterisk-core-sounds-es-wav": "1.6.1-1",
+    "asterisk-core-sounds-fr-wav": "1.6.1-1",
+    "asterisk-core-sounds-it-wav": "1.6.1-1",
+    "asterisk-core-sounds-ru-wav": "1.6.1-1",
 }
 
-DATASETS = ("fashion_mnist", "wordnet_supersense", "fortunes_category")
+DATASETS = ("fashion_mnist", "wordnet_supersense", "fortunes_category",
+            "speech_language", "speech_digit")
+SPEECH_PACKAGES = ("espeak-ng", "libespeak-ng1", "espeak-ng-data",
+                   "asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav",
+                   "asterisk-core-sounds-fr-wav", "asterisk-core-sounds-it-wav",
+                   "asterisk-core-sounds-ru-wav")
+# One package (a string) or several (a tuple; the first is the "source_package" of
+# the manifest, all of them are listed in "source_packages").
 SOURCE_PACKAGE = {
     "fashion_mnist": "dataset-fashion-mnist",
     "wordnet_supersense": "wordnet-base",
     "fortunes_category": "fortunes",
+    "speech_language": SPEECH_PACKAGES,
+    "speech_digit": SPEECH_PACKAGES,
 }
+_SPEECH_LICENSE = (
+    "train/val/test: audio synthesised by espeak-ng (the program is GPL-3+, "
+    "/usr/share/doc/espeak-ng/copyright; its output is data, not a derivative of the "
+    "program); real: Asterisk core sounds (/usr/share/doc/asterisk-core-sounds-en-wav/"
+    "copyright): en_US and es_MX (Allison Smith) and fr_CA (June Wallack) CC-BY-SA-3.0, "
+    "it_IT (Carlo Flora) and ru_RU (Maxim Topal, ivrvoice.ru) CC-BY-3.0; "
+    "attribution required, share-alike for en/es/fr")
 LICENSE = {
     "fashion_mnist": "Expat (MIT), Copyright 2017 Zalando SE; see "
                      "/usr/share/doc/dataset-fashion-mnist/copyright",
@@ -56,6 +91,8 @@ LICENSE = {
     "fortunes_category": "BSD (fortune-mod, The Regents of the University of "
                          "California); quotes collected from many sources; see "
                          "/usr/share/doc/fortunes/copyright",
+    "speech_language": _SPEECH_LICENSE,
+    "speech_digit": _SPEECH_LICENSE,
 }
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -80,6 +117,40 @@ LEXNAMES = [
 FORTUNES_DIR = "/usr/share/games/fortunes"
 
 SPLITS = ("train", "val", "test")
+
+# ------------------------------------------------------------ speech setup
+SPEECH_LANGS = ["en", "es", "fr", "it", "ru"]
+# espeak-ng voices per language (each language is drawn with equal probability,
+# then one of its voices); en-us / es-419 / fr are closest to the real split's
+# en_US / es_MX / fr_CA speakers, the others add accent variety.
+ESPEAK_VOICES = {
+    "en": ["en-us", "en-gb"],
+    "es": ["es", "es-419"],
+    "fr": ["fr-fr", "fr-be"],
+    "it": ["it"],
+    "ru": ["ru"],
+}
+# espeak-ng voice variants (language independent, `espeak-ng --voices=variant`).
+# espeak-ng silently ignores an unknown variant, so they are checked before use.
+ESPEAK_VARIANTS = ["m2", "m3", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt3"]
+ESPEAK_SPEED = (130, 210)   # -s, words per minute, inclusive
+ESPEAK_PITCH = (30, 70)     # -p, 0..99, inclusive
+ESPEAK_RATE = 22050         # what espeak-ng 1.51 writes; anything else fails the build
+ASTERISK_DIR = "/usr/share/asterisk/sounds"
+# language -> folder under ASTERISK_DIR (package asterisk-core-sounds-<lang>-wav)
+ASTERISK_VOICES = {
+    "en": "en_US_f_Allison",
+    "es": "es_MX_f_Allison",
+    "fr": "fr_CA_f_June",
+    "it": "it_IT_m_Carlo",
+    "ru": "ru_RU_f_IvrvoiceRU",
+}
+ASTERISK_RATE = 8000
+CLIP_MAX_SECONDS = 6
+TRIM_THRESHOLD = 1e-3 * 32768   # |x| below this at the ends of a clip is silence
+TRIM_MARGIN_MS = 50
+DIGIT_CLASSES = [str(d) for d in range(10)]
+AUDIO_SPLITS = ("train", "val", "test", "real")
 
 
 class BuildError(Exception):
@@ -423,10 +494,363 @@ def build_fortunes_category(tmp, args):
     return info
 
 
+# ------------------------------------------------------------ audio datasets
+
+def _samples(pcm):
+    """PCM16 little-endian bytes -> array('h') of native ints."""
+    a = array.array("h")
+    a.frombytes(pcm)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
+
+
+def parse_espeak_wav(blob, what):
+    """(rate, pcm bytes) of the RIFF/WAVE that `espeak-ng --stdout` writes.  Its
+    RIFF and data sizes are placeholders (it streams), so the data chunk runs to
+    the end of the output."""
+    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        raise BuildError("%s: espeak-ng did not write a RIFF/WAVE stream" % what)
+    pos, fmt = 12, None
+    while pos + 8 <= len(blob):
+        cid = blob[pos:pos + 4]
+        size = struct.unpack("<I", blob[pos + 4:pos + 8])[0]
+        body = pos + 8
+        if cid == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", blob[body:body + 16])
+        elif cid == b"data":
+            if fmt is None:
+                raise BuildError("%s: WAV data before its fmt chunk" % what)
+            tag, channels, rate, _, _, bits = fmt
+            if tag != 1 or channels != 1 or bits != 16:
+                raise BuildError("%s: espeak-ng wrote format %d, %d channel(s), %d "
+                                 "bits; expected PCM mono 16-bit"
+                                 % (what, tag, channels, bits))
+            pcm = blob[body:body + min(size, len(blob) - body)]
+            return rate, pcm[:len(pcm) - len(pcm) % 2]
+        pos = body + size + (size & 1)
+    raise BuildError("%s: no data chunk in espeak-ng's output" % what)
+
+
+def trim_and_cap(pcm, rate, what, trim=True):
+    """Trims digital silence (|x| < TRIM_THRESHOLD) at both ends, keeping a
+    TRIM_MARGIN_MS margin, and cuts the clip at CLIP_MAX_SECONDS.
+    Returns (pcm, n_samples, capped)."""
+    a = _samples(pcm)
+    n = len(a)
+    if trim:
+        limit = int(TRIM_THRESHOLD)  # 32: |x| <= 32 is silence
+        first = next((i for i in range(n) if a[i] > limit or a[i] < -limit), None)
+        if first is None:
+            raise BuildError("%s: the clip is silent" % what)
+        last = next(i for i in range(n - 1, -1, -1) if a[i] > limit or a[i] < -limit)
+        margin = rate * TRIM_MARGIN_MS // 1000
+        lo, hi = max(0, first - margin), min(n, last + 1 + margin)
+    else:
+        lo, hi = 0, n
+    if hi <= lo:
+        raise BuildError("%s: empty clip" % what)
+    cap = CLIP_MAX_SECONDS * rate
+    capped = hi - lo > cap
+    hi = min(hi, lo + cap)
+    return pcm[2 * lo:2 * hi], hi - lo, capped
+
+
+def espeak_binary():
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise BuildError("espeak-ng not found on PATH; run scripts/install-deps.sh")
+    return exe
+
+
+def check_espeak_voices(exe):
+    """Fails unless every voice and variant this builder uses is installed
+    (espeak-ng falls back silently on unknown names)."""
+    def listing(arg):
+        r = subprocess.run([exe, arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, check=False)
+        if r.returncode != 0:
+            raise BuildError("espeak-ng %s failed: %s" % (arg, r.stderr.strip()))
+        return r.stdout.splitlines()[1:]
+    voices = {l.split()[1] for l in listing("--voices") if len(l.split()) > 1}
+    variants = set()
+    for l in listing("--voices=variant"):
+        for f in l.split():
+            if f.startswith("!v/"):
+                variants.add(f[3:])
+    want_v = sorted({v for vs in ESPEAK_VOICES.values() for v in vs} - voices)
+    want_var = sorted(set(ESPEAK_VARIANTS) - variants)
+    if want_v or want_var:
+        raise BuildError("espeak-ng lacks voice(s) %s / variant(s) %s"
+                         % (want_v or "-", want_var or "-"))
+
+
+def espeak_clip(exe, item):
+    """Synthesises one clip; item = (voice, variant, speed, pitch, text, ident).
+    Returns (pcm, n_samples, capped)."""
+    voice, variant, speed, pitch, text, ident = item
+    cmd = [exe, "-v", "%s+%s" % (voice, variant), "-s", str(speed), "-p", str(pitch),
+           "--stdout", text]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if r.returncode != 0:
+        err = r.stderr.decode("utf-8", "replace").strip()
+        raise BuildError("%s failed (%d): %s" % (" ".join(cmd), r.returncode, err))
+    rate, pcm = parse_espeak_wav(r.stdout, ident)
+    if rate != ESPEAK_RATE:
+        raise BuildError("%s: espeak-ng wrote %d Hz, this builder expects %d Hz"
+                         % (ident, rate, ESPEAK_RATE))
+    return trim_and_cap(pcm, rate, ident)
+
+
+def ordered_map(fn, items, jobs):
+    """fn over items on `jobs` threads (each runs a subprocess), results in input
+    order, at most 4*jobs in flight so that memory stays small."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
+        pending = collections.deque()
+        for item in items:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= 4 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def number_text(rng):
+    """Half the clips say one number of 1..6 digits (digit count uniform), half a
+    sequence of 2..4 numbers of 1..3 digits each and at most 6 digits in all (so
+    that a clip stays well under CLIP_MAX_SECONDS even at the slowest speed).
+    Returns (text for espeak, id part)."""
+    def number(d):
+        return rng.randint(0 if d == 1 else 10 ** (d - 1), 10 ** d - 1)
+    if rng.random() < 0.5:
+        nums = [number(rng.randint(1, 6))]
+    else:
+        k = rng.randint(2, 4)
+        while True:
+            digits = [rng.randint(1, 3) for _ in range(k)]
+            if sum(digits) <= 6:
+                break
+        nums = [number(d) for d in digits]
+    # ", " separates the numbers (a pause); "12,345" would be read as one number
+    return ", ".join(map(str, nums)), ",".join(map(str, nums))
+
+
+def speech_plan(name, classes, sizes, seed, draw):
+    """Chooses the synthetic clips of every split.  For each class a
+    random.Random(f"{name}:{seed}:{class}") draws clip parameters with draw(rng,
+    class_index) -> (voice, variant, speed, pitch, text, ident); the clip goes to
+    split_of(ident)'s split while that split still needs clips of the class
+    (quota = size / #classes, the remainder to the first classes).  Returns
+    {split: [(hash, label, item), ...] in hash order}."""
+    k = len(classes)
+    quota = {s: [sizes[s] // k + (1 if c < sizes[s] % k else 0) for c in range(k)]
+             for s in SPLITS}
+    plan = {s: [] for s in SPLITS}
+    seen = set()
+    for c, cname in enumerate(classes):
+        rng = random.Random("%s:%d:%s" % (name, seed, cname))
+        need = {s: quota[s][c] for s in SPLITS}
+        left = sum(need.values())
+        tries = 0
+        while left:
+            tries += 1
+            if tries > 1000 * (sum(sizes.values()) + 10):
+                raise BuildError("%s: cannot draw enough distinct clips of class %s"
+                                 % (name, cname))
+            item = draw(rng, c)
+            ident = item[-1]
+            if ident in seen:
+                continue
+            split, h = split_of(ident)
+            if need[split] == 0:
+                continue
+            seen.add(ident)
+            need[split] -= 1
+            left -= 1
+            plan[split].append((h, c, item))
+    for s in SPLITS:
+        plan[s].sort(key=lambda t: t[0])
+    return plan
+
+
+def espeak_item(voice, rng, text, id_text):
+    variant = rng.choice(ESPEAK_VARIANTS)
+    speed = rng.randint(*ESPEAK_SPEED)
+    pitch = rng.randint(*ESPEAK_PITCH)
+    ident = "espeak:%s+%s:s%d:p%d:%s" % (voice, variant, speed, pitch, id_text)
+    return (voice, variant, speed, pitch, text, ident)
+
+
+def natural_key(s):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def asterisk_clips(digits_only):
+    """Real split: (label, path, ident) of the Asterisk recordings in each
+    language's digits/ folder (all of them, or 0.wav..9.wav only)."""
+    out = []
+    for li, lang in enumerate(SPEECH_LANGS):
+        folder = os.path.join(ASTERISK_DIR, ASTERISK_VOICES[lang], "digits")
+        if not os.path.isdir(folder):
+            raise BuildError("%s is missing (package asterisk-core-sounds-%s-wav)"
+                             % (folder, lang))
+        names = sorted((f for f in os.listdir(folder) if f.endswith(".wav")),
+                       key=natural_key)
+        if digits_only:
+            want = ["%d.wav" % d for d in range(10)]
+            missing = [f for f in want if f not in names]
+            if missing:
+                raise BuildError("%s lacks %s" % (folder, ", ".join(missing)))
+            names = want
+        if not names:
+            raise BuildError("%s holds no .wav files" % folder)
+        for f in names:
+            ident = "asterisk:%s/digits/%s" % (ASTERISK_VOICES[lang], f[:-4])
+            label = int(f[:-4]) if digits_only else li
+            out.append((label, os.path.join(folder, f), ident))
+    return out
+
+
+def read_real_clip(item):
+    label, path, ident = item
+    try:
+        w = wave.open(path, "rb")
+    except (OSError, wave.Error, EOFError) as e:
+        raise BuildError("%s: cannot read WAV (%s)" % (path, e))
+    with w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2 \
+                or w.getframerate() != ASTERISK_RATE or w.getcomptype() != "NONE":
+            raise BuildError("%s: %d ch, %d bytes/sample, %d Hz; expected mono PCM16 "
+                             "%d Hz" % (path, w.getnchannels(), w.getsampwidth(),
+                                        w.getframerate(), ASTERISK_RATE))
+        pcm = w.readframes(w.getnframes())
+    return trim_and_cap(pcm, ASTERISK_RATE, ident, trim=False)
+
+
+def write_audio_split(tmp, name, split, rate, labelled, clip_fn, jobs, classes):
+    """Writes audio_<split>.wav (every clip back to back) and <split>.tsv.
+    labelled = [(label, item)], item[-1] = id.  Returns split statistics."""
+    t0 = time.time()
+    counts = {c: 0 for c in classes}
+    total, capped, shortest, longest = 0, 0, None, 0
+    n = len(labelled)
+    marks = {n * q // 4 for q in (1, 2, 3, 4)}
+    wav_path = os.path.join(tmp, "audio_%s.wav" % split)
+    with wave.open(wav_path, "wb") as w, \
+            open(os.path.join(tmp, "%s.tsv" % split), "w", encoding="utf-8",
+                 newline="\n") as tsv:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        tsv.write("start\tlength\tlabel\tid\n")
+        results = ordered_map(clip_fn, [item for _, item in labelled], jobs)
+        for i, ((label, item), (pcm, length, was_capped)) in enumerate(
+                zip(labelled, results)):
+            w.writeframes(pcm)
+            tsv.write("%d\t%d\t%d\t%s\n" % (total, length, label, item[-1]))
+            total += length
+            capped += was_capped
+            counts[classes[label]] += 1
+            shortest = length if shortest is None else min(shortest, length)
+            longest = max(longest, length)
+            if i + 1 in marks:
+                print("[%s] %s: %d/%d clips (%.1f s)" % (name, split, i + 1, n,
+                                                         time.time() - t0), flush=True)
+    if total >= 2 ** 31:
+        raise BuildError("%s: audio_%s.wav has %d samples, more than a WAV holds"
+                         % (name, split, total))
+    return counts, {"clips": n, "samples": total, "seconds": round(total / rate, 2),
+                    "mean_seconds": round(total / rate / max(1, n), 3),
+                    "min_seconds": round((shortest or 0) / rate, 3),
+                    "max_seconds": round(longest / rate, 3), "capped": capped}
+
+
+def build_speech(tmp, args, name, classes, sizes, draw, digits_only, text_rule):
+    exe = espeak_binary()
+    check_espeak_voices(exe)
+    plan = speech_plan(name, classes, sizes, args.speech_seed, draw)
+    counts, stats, rates = {}, {}, {}
+    for split in SPLITS:
+        counts[split], stats[split] = write_audio_split(
+            tmp, name, split, ESPEAK_RATE, [(c, item) for _, c, item in plan[split]],
+            lambda item: espeak_clip(exe, item), args.jobs, classes)
+        rates[split] = ESPEAK_RATE
+    real = asterisk_clips(digits_only)
+    counts["real"], stats["real"] = write_audio_split(
+        tmp, name, "real", ASTERISK_RATE, [(label, (path, ident)) for label, path, ident
+                                           in real],
+        lambda item: read_real_clip((None,) + item), args.jobs, classes)
+    rates["real"] = ASTERISK_RATE
+    write_classes(os.path.join(tmp, "classes.txt"), classes)
+    return {
+        "splits": {s: stats[s]["clips"] for s in AUDIO_SPLITS},
+        "classes": classes,
+        "class_counts": counts,
+        "modality": "audio",
+        "sample_rates": rates,
+        "format": "audio_{split}.wav: RIFF/WAVE, PCM16 mono, every clip of the split "
+                  "back to back (22050 Hz for train/val/test, 8000 Hz for real); "
+                  "{split}.tsv: header 'start<TAB>length<TAB>label<TAB>id', start and "
+                  "length in samples of that WAV, label = line index in classes.txt "
+                  "(0-based), UTF-8",
+        "split_rule": "train/val/test: espeak-ng clips drawn per class from "
+                      "random.Random('%s:<seed>:<class>'); h = sha256(id) as integer, "
+                      "h %% 10: 0 -> test, 1 -> val, else train; a clip is kept while "
+                      "its split still needs clips of its class (balanced); rows in h "
+                      "order.  real: Asterisk recordings, never for training" % name,
+        "train_on": ["train"],
+        "real_split": "human recordings (Asterisk core sounds; en and es are the same "
+                      "speaker, Allison Smith): a test of synthetic-to-real transfer, "
+                      "never to be trained or tuned on",
+        "synthesis": {
+            "espeak_voices": ESPEAK_VOICES, "variants": ESPEAK_VARIANTS,
+            "speed_wpm": list(ESPEAK_SPEED), "pitch": list(ESPEAK_PITCH),
+            "text": text_rule,
+            "trim": "leading/trailing samples with |x| < %g (1e-3 of full scale) "
+                    "removed, %d ms margin kept" % (TRIM_THRESHOLD, TRIM_MARGIN_MS),
+        },
+        "real_source": {lang: os.path.join(ASTERISK_DIR, ASTERISK_VOICES[lang],
+                                           "digits") for lang in SPEECH_LANGS},
+        "real_rule": ("every .wav of each language's digits/ folder (numbers, "
+                      "number words, days, months, ...), label = language"
+                      if not digits_only else
+                      "digits/0.wav..9.wav of each language, label = the digit"),
+        "clip_max_seconds": CLIP_MAX_SECONDS,
+        "audio_stats": stats,
+    }
+
+
+def build_speech_language(tmp, args):
+    def draw(rng, c):
+        voice = rng.choice(ESPEAK_VOICES[SPEECH_LANGS[c]])
+        text, id_text = number_text(rng)
+        return espeak_item(voice, rng, text, id_text)
+    sizes = {"train": args.speech_language_train, "val": args.speech_language_val,
+             "test": args.speech_language_test}
+    return build_speech(tmp, args, "speech_language", list(SPEECH_LANGS), sizes, draw,
+                        False, "half: one number of 1-6 digits (digit count uniform); "
+                        "half: 2-4 numbers of 1-3 digits, at most 6 digits in all, "
+                        "separated by ', ' (the id writes them joined by ',')")
+
+
+def build_speech_digit(tmp, args):
+    def draw(rng, c):
+        lang = rng.choice(SPEECH_LANGS)
+        voice = rng.choice(ESPEAK_VOICES[lang])
+        return espeak_item(voice, rng, str(c), str(c))
+    sizes = {"train": args.speech_digit_train, "val": args.speech_digit_val,
+             "test": args.speech_digit_test}
+    return build_speech(tmp, args, "speech_digit", list(DIGIT_CLASSES), sizes, draw,
+                        True, "one digit; language uniform over en/es/fr/it/ru, then "
+                        "one of its voices")
+
+
 BUILDERS = {
     "fashion_mnist": build_fashion_mnist,
     "wordnet_supersense": build_wordnet_supersense,
     "fortunes_category": build_fortunes_category,
+    "speech_language": build_speech_language,
+    "speech_digit": build_speech_digit,
 }
 
 
@@ -434,6 +858,12 @@ def dataset_options(name, args):
     """Options that change a dataset's content; part of its dataset_id."""
     if name == "fashion_mnist":
         return {"val_size": FASHION_VAL}
+    if name == "speech_language":
+        return {"train": args.speech_language_train, "val": args.speech_language_val,
+                "test": args.speech_language_test, "seed": args.speech_seed}
+    if name == "speech_digit":
+        return {"train": args.speech_digit_train, "val": args.speech_digit_val,
+                "test": args.speech_digit_test, "seed": args.speech_seed}
     common = {"max_train": args.max_train, "max_val": args.max_val,
               "max_test": args.max_test, "min_per_class": args.min_per_class}
     if name == "wordnet_supersense":
@@ -476,7 +906,22 @@ def check_existing(ddir, dataset_id):
     return True, "checksums match"
 
 
-def build_one(name, args, version, bsha, out):
+def packages_of(name):
+    p = SOURCE_PACKAGE[name]
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def version_key(versions):
+    """The package version(s) as they enter the dataset_id: the version itself for
+    a single package, else 'pkg=version' lines."""
+    if len(versions) == 1:
+        return next(iter(versions.values()))
+    return "\n".join("%s=%s" % (p, v) for p, v in versions.items())
+
+
+def build_one(name, args, versions, bsha, out):
+    """versions: {package: installed version} of packages_of(name), in order."""
+    version = version_key(versions)
     options = dataset_options(name, args)
     dataset_id = compute_dataset_id(name, version, bsha, options)
     ddir = os.path.join(out, name)
@@ -493,13 +938,19 @@ def build_one(name, args, version, bsha, out):
         files = {}
         for fn in sorted(os.listdir(tmp)):
             files[fn] = sha256_file(os.path.join(tmp, fn))
+        pkgs = packages_of(name)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "name": name,
             "dataset_id": dataset_id,
-            "source_package": SOURCE_PACKAGE[name],
-            "source_version": version,
-            "pinned_version": PINNED[SOURCE_PACKAGE[name]],
+            "source_package": pkgs[0],
+            "source_version": versions[pkgs[0]],
+            "pinned_version": PINNED[pkgs[0]],
+        }
+        if len(pkgs) > 1:
+            manifest["source_packages"] = dict(versions)
+            manifest["pinned_versions"] = {p: PINNED[p] for p in pkgs}
+        manifest.update({
             "license": LICENSE[name],
             "builder": "scripts/build_datasets.py",
             "builder_sha256": bsha,
@@ -509,7 +960,7 @@ def build_one(name, args, version, bsha, out):
             "classes": info.pop("classes"),
             "class_counts": info.pop("class_counts"),
             "files": files,
-        }
+        })
         manifest.update(info)
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, sort_keys=False)
@@ -564,6 +1015,16 @@ def parse_args(argv):
                    help="drop fortune categories with fewer quotes (default 150)")
     p.add_argument("--fortune-max-chars", type=int, default=600,
                    help="skip quotes longer than this after normalisation (default 600)")
+    for ds, sizes in (("language", (3000, 600, 600)), ("digit", (2000, 400, 400))):
+        for split, size in zip(SPLITS, sizes):
+            p.add_argument("--speech-%s-%s" % (ds, split), type=int, default=size,
+                           help="synthetic %s clips of speech_%s, balanced over the "
+                                "classes (default %d)" % (split, ds, size))
+    p.add_argument("--speech-seed", type=int, default=0,
+                   help="seed of the synthetic speech clips (default 0)")
+    p.add_argument("--jobs", type=int, default=min(4, max(2, os.cpu_count() or 1)),
+                   help="espeak-ng processes run in parallel (default %(default)s; "
+                        "does not change the output)")
     args = p.parse_args(argv)
     for d in args.datasets:
         if d not in DATASETS:
@@ -576,6 +1037,16 @@ def parse_args(argv):
             p.error("--%s must be >= 0" % opt.replace("_", "-"))
     if args.fortune_max_chars < 1:
         p.error("--fortune-max-chars must be >= 1")
+    for ds, k in (("language", len(SPEECH_LANGS)), ("digit", len(DIGIT_CLASSES))):
+        for split in SPLITS:
+            opt = "speech_%s_%s" % (ds, split)
+            if getattr(args, opt) < k:
+                p.error("--%s must be >= %d (one clip per class)"
+                        % (opt.replace("_", "-"), k))
+    if args.speech_seed < 0:
+        p.error("--speech-seed must be >= 0")
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     if not args.datasets:
         args.datasets = list(DATASETS)
     else:  # keep canonical order, no duplicates
@@ -595,13 +1066,21 @@ def main(argv=None):
     results = []
     failed = False
     for name in args.datasets:
-        pkg = SOURCE_PACKAGE[name]
         try:
-            version = check_package(pkg, args.allow_other_version)
-            print("[%s] %s %s: checking/building ..." % (name, pkg, version), flush=True)
-            status, reason, m = build_one(name, args, version, bsha, out)
-            print("[%s] %s (%s) -> %s" % (name, status, reason,
-                                           os.path.join(out, name)), flush=True)
+            versions = collections.OrderedDict(
+                (pkg, check_package(pkg, args.allow_other_version))
+                for pkg in packages_of(name))
+            pkgs = list(versions.items())
+            more = "" if len(pkgs) == 1 else " + %d more packages%s" % (
+                len(pkgs) - 1, "".join(", %s %s" % pv for pv in pkgs[1:]
+                                       if pv[1] != PINNED[pv[0]]) or " at their pins")
+            print("[%s] %s %s%s: checking/building ..." % (name, pkgs[0][0], pkgs[0][1],
+                                                          more), flush=True)
+            t0 = time.time()
+            status, reason, m = build_one(name, args, versions, bsha, out)
+            took = "" if status == "skipped" else " in %.1f s" % (time.time() - t0)
+            print("[%s] %s (%s) -> %s%s" % (name, status, reason,
+                                             os.path.join(out, name), took), flush=True)
             results.append((name, status, m))
         except BuildError as e:
             print("[%s] FAILED: %s" % (name, e), file=sys.stderr, flush=True)
@@ -613,18 +1092,20 @@ def main(argv=None):
             results.append((name, "failed", None))
             failed = True
     print()
-    hdr = "%-20s %-8s %7s %7s %7s %7s  %s" % ("dataset", "status", "train", "val",
-                                               "test", "classes", "dataset_id")
+    hdr = "%-20s %-8s %7s %7s %7s %7s %7s  %s" % ("dataset", "status", "train", "val",
+                                                   "test", "real", "classes",
+                                                   "dataset_id")
     print(hdr)
     print("-" * len(hdr))
     for name, status, m in results:
         if m is None:
-            print("%-20s %-8s %7s %7s %7s %7s  %s" % (name, status, "-", "-", "-", "-", "-"))
+            print("%-20s %-8s %7s %7s %7s %7s %7s  %s" % (name, status, "-", "-", "-", "-",
+                                                         "-", "-"))
         else:
             s = m["splits"]
-            print("%-20s %-8s %7d %7d %7d %7d  %s" % (
-                name, status, s["train"], s["val"], s["test"], m["num_classes"],
-                m["dataset_id"][:16]))
+            print("%-20s %-8s %7d %7d %7d %7s %7d  %s" % (
+                name, status, s["train"], s["val"], s["test"], s.get("real", "-"),
+                m["num_classes"], m["dataset_id"][:16]))
     return 1 if failed else 0
 
 

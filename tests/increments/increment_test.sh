@@ -112,12 +112,14 @@ check "add a teacher with a new head when asked" 0 "$nexus" add-teacher "$work/b
 expect "the new head trains; the old ones stay frozen" '
 import json, sys
 p = json.load(open(sys.argv[1]))
-assert p["added_heads"] == ["fortune_kind"] and sorted(p["trained"]) == ["head.fortune_kind", "norm.paraphrase", "router", "tower.paraphrase"], p
-# fashion trains too: the router is shared, and two teachers take images (with the KL term there)
-assert p["frozen_identical"] and p["trained_tasks"] == ["fashion", "fortunes"], p
+assert p["added_heads"] == ["fortune_kind"] and sorted(p["trained"]) == ["head.fortune_kind", "norm.paraphrase", "tower.paraphrase"], p
+# The only text teacher gives the router nothing new to weigh: it stays frozen, so the image task
+# is not trained and its outputs do not change at all.
+assert p["frozen_identical"] and p["trained_tasks"] == ["fortunes"], p
+assert any("the router is kept as it is" in n for n in p["notes"]), p["notes"]
 t = {t["task"]: t for t in p["tasks"]}
 assert t["fortunes"]["before"] is None and t["fortunes"]["after"] > 0.2, t
-assert t["fashion"]["after"] >= t["fashion"]["before"] - 0.01, t  # the router is shared: trained there too, with the KL term
+assert t["fashion"]["after"] == t["fashion"]["before"], t
 ' "$work/out"
 
 # Removing the only text teacher loses the text task; the image task is untouched.

@@ -18,10 +18,14 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDER = os.path.join(ROOT, "scripts", "build_datasets.py")
-PACKAGES = ("dataset-fashion-mnist", "wordnet-base", "fortunes")
+PACKAGES = ("dataset-fashion-mnist", "wordnet-base", "fortunes", "espeak-ng") + tuple(
+    f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru"))
 TEXT = ("wordnet_supersense", "fortunes_category")
-ALL = ("fashion_mnist",) + TEXT
-CAPS = ["--max-train", "2000", "--max-val", "500", "--max-test", "500"]
+SPEECH = ("speech_language", "speech_digit")
+ALL = ("fashion_mnist",) + TEXT + SPEECH
+CAPS = ["--max-train", "2000", "--max-val", "500", "--max-test", "500",
+        "--speech-language-train", "50", "--speech-language-val", "10", "--speech-language-test", "10",
+        "--speech-digit-train", "20", "--speech-digit-val", "10", "--speech-digit-test", "10"]
 
 
 def packages_missing():
@@ -115,6 +119,37 @@ class BuildDatasetsTest(unittest.TestCase):
             self.assertEqual(len(m["dataset_id"]), 64)
             for split in ("train", "val", "test"):
                 self.assertEqual(sum(m["class_counts"][split].values()), m["splits"][split])
+
+    def test_speech_clips_lie_in_their_wavs_and_real_split_is_separate(self):
+        import wave
+        for name, classes, languages in (("speech_language", 5, 5), ("speech_digit", 10, 5)):
+            m, ddir = self.manifests[name], os.path.join(self.out, name)
+            self.assertEqual(m["modality"], "audio")
+            self.assertEqual(len(self.classes(name)), classes)
+            ids = set()
+            for split in ("train", "val", "test", "real"):
+                with wave.open(os.path.join(ddir, "audio_%s.wav" % split)) as w:
+                    frames, rate = w.getnframes(), w.getframerate()
+                    self.assertEqual((w.getnchannels(), w.getsampwidth()), (1, 2))
+                self.assertEqual(rate, 8000 if split == "real" else 22050)
+                with open(os.path.join(ddir, split + ".tsv"), encoding="utf-8") as f:
+                    rows = [l.split("\t") for l in f.read().splitlines()[1:]]
+                self.assertEqual(len(rows), m["splits"][split])
+                end = 0
+                for start, length, label, clip_id in rows:
+                    self.assertEqual(int(start), end)  # back to back, inside the WAV
+                    end += int(length)
+                    self.assertLess(int(label), classes)
+                    self.assertNotIn(clip_id, ids)
+                    ids.add(clip_id)
+                self.assertEqual(end, frames)
+                real = split == "real"
+                self.assertTrue(all(r[3].startswith("asterisk:" if real else "espeak:") for r in rows))
+                if not real:  # balanced
+                    counts = [sum(1 for r in rows if int(r[2]) == c) for c in range(classes)]
+                    self.assertLessEqual(max(counts) - min(counts), 1)
+            langs = {r.split(":")[1].split("/")[0] for r in ids if r.startswith("asterisk:")}
+            self.assertEqual(len(langs), languages)
 
     def test_manifest_checksums_match_files(self):
         for name, m in self.manifests.items():

@@ -73,7 +73,23 @@ IncrementPlan plan_increment(const config::Composition& base, const ComposedSyst
   for (const auto& h : base.heads)
     if (std::none_of(next.heads.begin(), next.heads.end(), [&](const auto& n) { return n.name == h.name; }))
       plan.removed_heads.push_back(h.name);
-  if (!train_router) plan.frozen.insert("router");
+  // The router weighs teachers of one modality against each other. A teacher that is the only one
+  // of its modality gives it nothing new to decide: that modality's inputs reach it alone, and no
+  // other input can reach it. Adding only such teachers keeps the router frozen, so every old
+  // task's outputs stay bit-identical (a speech teacher added to a text + image run).
+  bool new_choices = !plan.removed_teachers.empty();
+  for (const auto& name : plan.added_teachers) {
+    const auto m = modality_of(next_sys, name);
+    int64_t same = 0;
+    for (const auto& t : next_sys.teachers()) same += to_string(t.teacher->modality()) == m;
+    new_choices = new_choices || same > 1;
+  }
+  if (train_router && !new_choices && !plan.added_teachers.empty()) {
+    plan.router_trained = false;
+    plan.notes.push_back("the router is kept as it is: each added teacher is the only one of its modality, so it has "
+                         "nothing new to weigh");
+  }
+  if (!plan.router_trained) plan.frozen.insert("router");
   for (const auto& [name, module] : next_sys.trainable_modules())
     if (!plan.frozen.count(name)) plan.trained.push_back(name);
   return plan;
