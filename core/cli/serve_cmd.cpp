@@ -30,7 +30,8 @@ const char* kUsage =
     "                    of DIR (tower.X, norm.X, router, head.H, or teacher.X with its norm and tower)\n"
     "Text inputs are strings; images are arrays of pixel values 0-255 in the teacher's input shape;\n"
     "audio is a base64 WAV file (PCM or float, any rate and channel count) or {\"samples\": [-1..1],\n"
-    "\"sample_rate\": Hz}, resampled to 16 kHz, each clip at most --max-audio-seconds long.\n"
+    "\"sample_rate\": Hz}, resampled to 16 kHz, each clip at most --max-audio-seconds long, and no more\n"
+    "than --max-request-audio-seconds per request counted as clips x the longest clip.\n"
     "Every response names the run version that served it. SIGHUP re-reads the --watch folder and\n"
     "swaps it in the same way. Concurrent requests for the same task are micro-batched into one\n"
     "forward (--max-batch, --max-delay-ms); an input that makes a teacher fail fails its own request.\n"
@@ -80,7 +81,9 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
       ("threads", po::value(&limits.threads)->default_value(limits.threads), "worker threads (one connection each at a time)")
       ("max-queue", po::value(&limits.max_queue)->default_value(limits.max_queue), "connections waiting for a worker (more: 503 at once)")
       ("max-inflight", po::value(&limits.max_inflight)->default_value(limits.max_inflight), "predict/embed/swap requests at once, 0 = threads - 4 (more: 503)")
-      ("max-audio-seconds", po::value(&a.service.max_audio_seconds)->default_value(a.service.max_audio_seconds), "longest audio clip a request may carry (longer: 400)")
+      ("max-audio-seconds", po::value(&a.service.audio.clip_seconds)->default_value(a.service.audio.clip_seconds), "longest audio clip a request may carry (longer: 400)")
+      ("max-request-audio-seconds", po::value(&a.service.audio.request_seconds)->default_value(a.service.audio.request_seconds),
+       "most audio per request, counted as clips x the longest clip (the padded batch they make; more: 400)")
       ("watch", po::value(&a.http.watch_dir), "run folder re-read on SIGHUP (default: RUN)")
       ("max-batch", po::value(&batching.max_rows)->default_value(batching.max_rows), "micro-batching: most inputs per forward")
       ("max-delay-ms", po::value(&a.max_delay_ms)->default_value(a.max_delay_ms), "micro-batching: longest a request waits for company")
@@ -97,8 +100,10 @@ int cmd_serve(const Globals& g, const std::vector<std::string>& args) {
   batching.max_delay = std::chrono::microseconds(int64_t(a.max_delay_ms * 1000));
   batching.dense = a.routing == "dense";
   serving::check_limits(limits);
-  if (!(a.service.max_audio_seconds > 0 && a.service.max_audio_seconds <= 3600))
-    throw UsageError("--max-audio-seconds must be above 0 and at most 3600");
+  const auto& audio = a.service.audio;
+  if (!(audio.clip_seconds > 0 && audio.clip_seconds <= 3600 && audio.request_seconds >= audio.clip_seconds &&
+        audio.request_seconds <= 36000))
+    throw UsageError("--max-audio-seconds must be above 0 and at most 3600, and --max-request-audio-seconds between it and 36000");
   a.service.admin_token = admin_token(a.token_file);
   a.service.scan = [&g] { return scanned_registry(g); };
 

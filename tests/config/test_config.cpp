@@ -562,3 +562,16 @@ TEST_CASE("no real composition comes near the limits") {
     }
   CHECK(loaded >= 10);
 }
+
+TEST_CASE("report_splits: further test splits by name, never train, val or test") {
+  Composition c;
+  const std::string base = std::string(kMinimal) + "data:\n  tasks:\n    sentiment: {dataset: s, modality: audio, report_splits: ";
+  REQUIRE(validate_text(base + "\"real, studio\"}\n", &c).empty());
+  CHECK(c.tasks.at("sentiment").report_splits() == std::vector<std::string>{"real", "studio"});
+  CHECK(TaskSpec{}.report_splits().empty());
+  for (const char* bad : {"test", "\"real, train\"", "\"real,\"", "\"Real Recordings\""}) {
+    const auto diags = validate_text(base + bad + "}\n");
+    REQUIRE_MESSAGE(diags.size() == 1, bad);
+    CHECK(diags[0].message.find("report_splits' names split") != std::string::npos);
+  }
+}

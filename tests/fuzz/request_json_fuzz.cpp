@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const RequestError&) {
     }
     try {
-      (void)audio_inputs(inputs, 1.0);
+      (void)audio_inputs(inputs, AudioLimits{1.0, 4.0});
     } catch (const RequestError&) {
     }
     try {

@@ -132,7 +132,7 @@ evaluation = json.loads((work.path / "run" / "eval.json").read_text())
 accuracy = evaluation["tasks"][0]["accuracy"]
 expect(accuracy >= 0.9, f"trained on 22.05 kHz clips, scored on 16 kHz ones: test accuracy {accuracy:.3f} >= 0.9")
 
-server = Server(work, work.path / "run", "--max-audio-seconds", "2", "--max-delay-ms", "50")
+server = Server(work, work.path / "run", "--max-audio-seconds", "2", "--max-request-audio-seconds", "4", "--max-delay-ms", "50")
 try:
     def predict(inputs, path="/v1/predict"):
         return server.request("POST", path, {"task": "tone", "inputs": inputs})
@@ -203,7 +203,9 @@ try:
         ("a truncated WAV", [b64(raw[:len(raw) // 2])], "truncated"),
         ("a WAV declaring a 4 GiB data chunk", [b64(bytes(huge))], "declares 4294967280 bytes"),
         ("an ADPCM WAV", [b64(bytes(adpcm))], "encoding 2 is not supported"),
-        ("a WAV over --max-audio-seconds", [b64(wav_bytes([0.1] * 48000, 16000))], "over the limit of 2"),
+        ("a WAV over --max-audio-seconds", [b64(wav_bytes([0.1] * 48000, 16000))], "over this server's limit of 2"),
+        ("clips that padded come to more than --max-request-audio-seconds", [b64(wav_bytes([0.1] * 30000, 16000))] * 3,
+         "padded to the longest"),
         ("samples over the limit", [{"samples": [0.0] * 40000, "sample_rate": 16000}], "over this server's limit"),
         ("samples outside -1..1", [{"samples": [0.5, 2.0] * 200, "sample_rate": 16000}], "-1..1"),
         ("samples without a rate", [{"samples": [0.1] * 400}], "sample_rate"),

@@ -2,6 +2,7 @@
 // (tests/fuzz/request_json_fuzz.cpp); requests.cpp turns the values into tensors.
 #include <nexus/text.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -73,7 +74,31 @@ void flatten_image(const nlohmann::json& image, int64_t numel, std::vector<float
                                 (stack.empty() ? std::to_string(got) : "more"));
 }
 
-std::vector<float> samples_input(const nlohmann::json& x, double max_seconds) {
+// What a request's audio may cost: each clip's length, and the padded batch the clips make (every
+// clip padded to the longest), both counted from headers and array sizes before decoding.
+class AudioBudget {
+ public:
+  explicit AudioBudget(const AudioLimits& limits) : limits_(limits) {}
+  void admit(double seconds) {
+    if (seconds > limits_.clip_seconds)
+      throw RequestError(400, "an audio clip of " + std::to_string(seconds) + " s is over this server's limit of " +
+                                  std::to_string(limits_.clip_seconds) + " s");
+    longest_ = std::max(longest_, seconds);
+    ++clips_;
+    if (double(clips_) * longest_ > limits_.request_seconds)
+      throw RequestError(400, "the request's " + std::to_string(clips_) + " clips, padded to the longest (" +
+                                  std::to_string(longest_) + " s), come to more than this server's limit of " +
+                                  std::to_string(limits_.request_seconds) +
+                                  " s of audio per request: send fewer clips, or clips of similar length together");
+  }
+
+ private:
+  AudioLimits limits_;
+  double longest_ = 0;
+  int64_t clips_ = 0;
+};
+
+std::vector<float> samples_input(const nlohmann::json& x, AudioBudget& budget) {
   for (const auto& [key, value] : x.items())
     if (key != "samples" && key != "sample_rate")
       throw RequestError(400, "unknown audio field '" + key + "' (expected samples, sample_rate)");
@@ -83,9 +108,7 @@ std::vector<float> samples_input(const nlohmann::json& x, double max_seconds) {
   if (samples == x.end() || !samples->is_array())
     throw RequestError(400, "an audio object needs 'samples', an array of numbers in -1..1");
   const int r = int(rate->get<int64_t>());
-  if (double(samples->size()) > max_seconds * r)
-    throw RequestError(400, "an audio clip of " + std::to_string(double(samples->size()) / r) + " s is over this server's limit of " +
-                                std::to_string(max_seconds) + " s");
+  budget.admit(double(samples->size()) / r);
   std::vector<float> values;
   values.reserve(samples->size());
   for (const auto& v : *samples) {
@@ -97,14 +120,16 @@ std::vector<float> samples_input(const nlohmann::json& x, double max_seconds) {
   return audio::resample(values, r, audio::kModelRate);
 }
 
-std::vector<float> one_audio_input(const nlohmann::json& x, double max_seconds) {
-  if (x.is_object()) return samples_input(x, max_seconds);
+std::vector<float> one_audio_input(const nlohmann::json& x, AudioBudget& budget) {
+  if (x.is_object()) return samples_input(x, budget);
   if (!x.is_string())
     throw RequestError(400, "an audio input must be a base64 WAV string or {\"samples\": [...], \"sample_rate\": Hz}");
   const auto bytes = base64_decode(x.get_ref<const std::string&>());
   if (!bytes) throw RequestError(400, "an audio input string must be a WAV file in base64 (RFC 4648, padded)");
   try {
-    return audio::decode_for_model(*bytes, audio::WavLimits{max_seconds});
+    const auto info = audio::parse_wav(*bytes);
+    budget.admit(info.seconds());
+    return audio::resample(audio::read_mono(*bytes, info, 0, info.frames), info.sample_rate, audio::kModelRate);
   } catch (const audio::WavError& e) {
     throw RequestError(400, e.what());
   }
@@ -112,11 +137,12 @@ std::vector<float> one_audio_input(const nlohmann::json& x, double max_seconds) 
 
 }  // namespace
 
-std::vector<std::vector<float>> audio_inputs(const nlohmann::json& inputs, double max_seconds) {
+std::vector<std::vector<float>> audio_inputs(const nlohmann::json& inputs, const AudioLimits& limits) {
+  AudioBudget budget(limits);
   std::vector<std::vector<float>> clips;
   for (size_t i = 0; i < inputs.size(); ++i) {
     try {
-      clips.push_back(one_audio_input(inputs[i], max_seconds));
+      clips.push_back(one_audio_input(inputs[i], budget));
     } catch (const RequestError& e) {
       throw RequestError(e.status, "input " + std::to_string(i) + ": " + e.what());
     }

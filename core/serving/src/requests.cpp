@@ -8,14 +8,14 @@
 
 namespace nexus::serving {
 
-TeacherInput read_inputs(const Snapshot& s, const std::string& modality, const nlohmann::json& body, double max_audio_seconds) {
+TeacherInput read_inputs(const Snapshot& s, const std::string& modality, const nlohmann::json& body, const AudioLimits& audio_limits) {
   const auto& inputs = input_array(body);
   TeacherInput in;
   if (modality == "text") {
     in.texts = text_inputs(inputs);
     return in;
   }
-  if (modality == "audio") return audio::pad_batch(audio_inputs(inputs, max_audio_seconds));
+  if (modality == "audio") return audio::pad_batch(audio_inputs(inputs, audio_limits));
   const auto& shape = s.sample_shape.at(modality);
   auto values = image_inputs(inputs, shape);
   std::vector<int64_t> full{int64_t(inputs.size())};

@@ -105,7 +105,7 @@ ForwardResult Service::forward(const std::shared_ptr<const Snapshot>& sp, const 
     for (const auto& [name, h] : s.head_of_task) known.push_back(name);
     throw RequestError(404, "unknown task '" + task + "' (this run serves " + join(known) + ")");
   }
-  auto inputs = read_inputs(s, s.modality_of_task.at(task), body, options_.max_audio_seconds);
+  auto inputs = read_inputs(s, s.modality_of_task.at(task), body, options_.audio);
   try {
     // Routed, so a teacher encodes only the inputs routed to it where the router can decide first.
     return batcher_.run(sp, task, std::move(inputs));

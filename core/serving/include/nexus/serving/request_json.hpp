@@ -33,10 +33,14 @@ nlohmann::json parse_body(const std::string& body, const std::vector<std::string
 const nlohmann::json& input_array(const nlohmann::json& body);
 // Text inputs: every item a string.
 std::vector<std::string> text_inputs(const nlohmann::json& inputs);
+struct AudioLimits {
+  double clip_seconds = 30;      // the longest clip
+  double request_seconds = 120;  // clips x the longest clip: the padded batch one request makes
+};
 // Audio inputs, each a base64 WAV string (any rate, PCM or float, mono or stereo; audio/wav.hpp)
 // or {"samples": [floats in -1..1], "sample_rate": Hz}; every clip resampled to 16 kHz. A clip
-// longer than `max_seconds` or shorter than 10 ms is a 400, checked before its samples are copied.
-std::vector<std::vector<float>> audio_inputs(const nlohmann::json& inputs, double max_seconds);
+// shorter than 10 ms or over a limit is a 400, the limits checked before its samples are read.
+std::vector<std::vector<float>> audio_inputs(const nlohmann::json& inputs, const AudioLimits& limits);
 // Image inputs: each item an array, nested any way, of exactly prod(shape) numbers in 0-255; the
 // values scaled to [0, 1] (as the datasets are), concatenated. Walks the arrays iteratively.
 std::vector<float> image_inputs(const nlohmann::json& inputs, const std::vector<int64_t>& shape);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "nexus/registry/registry.hpp"
+#include "nexus/serving/request_json.hpp"
 #include "nexus/serving/batcher.hpp"
 #include "nexus/serving/metrics.hpp"
 #include "nexus/serving/snapshot.hpp"
@@ -32,7 +33,7 @@ struct ServiceOptions {
   BatcherOptions batching;
   std::string device;       // auto, cpu, cuda, cuda:N; "" = the composition's
   std::string admin_token;  // bearer token of the admin endpoints; "" turns them off
-  double max_audio_seconds = 30;  // longest audio clip a request may carry
+  AudioLimits audio;  // longest clip, and most padded audio per request
   // A freshly scanned registry, for the first load and for every swap.
   std::function<registry::Registry()> scan;
 };
