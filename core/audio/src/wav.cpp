@@ -105,11 +105,15 @@ WavInfo parse_wav(std::string_view bytes, const WavLimits& limits) {
       throw WavError(have_fmt ? "WAV has no data chunk (file ends at byte " + std::to_string(bytes.size()) + ")"
                               : "WAV has no fmt chunk before its end");
     const auto id = bytes.substr(pos, 4);
-    const uint64_t size = le32(bytes.data() + pos + 4);
+    uint64_t size = le32(bytes.data() + pos + 4);
     const size_t body = pos + 8;
     const uint64_t available = bytes.size() - body;
     if (id == "data") {
       if (!have_fmt) throw WavError("WAV data chunk comes before its fmt chunk");
+      // Writers that stream to a pipe cannot seek back to fill in the size: they leave a marker
+      // (espeak-ng and sox 0x7FFFF000, others 0xFFFFFFFF or 0) and the samples run to the end.
+      const bool streamed = size == 0 || size == 0x7FFFF000u || size == 0xFFFFFFFFu;
+      if (streamed) size = available - available % fmt.block_align;
       if (size > available)
         throw WavError("WAV is truncated: its data chunk declares " + std::to_string(size) + " bytes, the file holds " +
                        std::to_string(available));

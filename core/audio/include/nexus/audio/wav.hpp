@@ -8,7 +8,8 @@
 // resample (libsamplerate's band-limited sinc converter; never decimation). A WAV file is data:
 // every size it declares is checked against the bytes that are really there and against the
 // caller's limits before anything is allocated, so a hostile header cannot make the reader read
-// past the buffer or allocate more than the limits allow. This file is torch-free so that a fuzz
+// past the buffer or allocate more than the limits allow. The one leniency: a data chunk whose size
+// is a streaming writer's placeholder (0, 0x7FFFF000, 0xFFFFFFFF) runs to the end of the buffer. This file is torch-free so that a fuzz
 // harness (tests/fuzz/wav_fuzz.cpp) reaches exactly this code.
 #pragma once
 
