@@ -4,6 +4,10 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include "nexus/base/files.hpp"
 #include "nexus/model/system.hpp"
@@ -16,8 +20,20 @@ namespace {
 
 using run::CheckpointError;
 
-// AdamW keys its state by the address of the parameter's TensorImpl.
-std::string state_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+// AdamW keys its state by the parameter's TensorImpl: its address as text in libtorch 1.13, the
+// pointer itself in later versions (the CUDA build's). Key is the map's own key type.
+using StateKey = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+template <typename Key>
+Key key_of(c10::TensorImpl* impl) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;  // what c10::guts::to_string wrote
+    text << impl;
+    return text.str();
+  } else {
+    return impl;
+  }
+}
+StateKey state_key(const at::Tensor& p) { return key_of<StateKey>(p.unsafeGetTensorImpl()); }
 
 std::vector<at::Tensor> all_parameters(const torch::optim::Optimizer& optimizer) {
   std::vector<at::Tensor> out;
