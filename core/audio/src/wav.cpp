@@ -188,9 +188,4 @@ std::vector<float> resample(const std::vector<float>& samples, int from_rate, in
   return out;
 }
 
-std::vector<float> decode_for_model(std::string_view bytes, const WavLimits& limits) {
-  auto clip = decode_wav(bytes, limits);
-  return resample(clip.samples, clip.sample_rate, kModelRate);
-}
-
 }  // namespace nexus::audio

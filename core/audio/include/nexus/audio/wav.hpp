@@ -70,7 +70,4 @@ Clip decode_wav(std::string_view bytes, const WavLimits& limits = {});
 // returned unchanged when the rates are equal. Rates must be in [1000, 384000].
 std::vector<float> resample(const std::vector<float>& samples, int from_rate, int to_rate);
 
-// decode_wav then resample to kModelRate: what a teacher receives for one file.
-std::vector<float> decode_for_model(std::string_view bytes, const WavLimits& limits = {});
-
 }  // namespace nexus::audio
