@@ -18,6 +18,8 @@ packages=(
   universal-ctags git                # ctest function_sizes (scripts/function_sizes.py)
   clang-14 libclang-rt-14-dev        # scripts/fuzz.sh: libFuzzer, ASan and UBSan runtimes
   libsamplerate0-dev                 # core/audio: WAV resampling to 16 kHz
+  libjs-chart.js                     # nexus report: Chart.js, compiled into the page it writes
+  chromium                           # ctest report_browser: the report in a real (headless) browser
   # Sources of the labelled datasets (scripts/build_datasets.py pins their versions; docs/data.md)
   dataset-fashion-mnist wordnet-base fortunes espeak-ng asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav
 )

@@ -64,6 +64,8 @@ int cmd_forward(const Globals& g, const std::vector<std::string>& args);
 int cmd_cache(const Globals& g, const std::vector<std::string>& args);
 int cmd_train(const Globals& g, const std::vector<std::string>& args);
 int cmd_eval(const Globals& g, const std::vector<std::string>& args);
+int cmd_profile(const Globals& g, const std::vector<std::string>& args);
+int cmd_report(const Globals& g, const std::vector<std::string>& args);
 int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args);
 int cmd_remove_teacher(const Globals& g, const std::vector<std::string>& args);
 int cmd_serve(const Globals& g, const std::vector<std::string>& args);

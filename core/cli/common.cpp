@@ -15,6 +15,8 @@ const std::vector<Command>& commands() {
       {"cache", "cache build|merge|ls|verify|gc", "fill, inspect, check and clean the teacher feature cache", cmd_cache},
       {"train", "train FILE", "cache features, train towers, router and heads, then evaluate", cmd_train},
       {"eval", "eval RUN", "score a run against its teachers' own probes (retention)", cmd_eval},
+      {"profile", "profile FILE|RUN", "teachers' spectra, CKA redundancy and tower sizes, from the feature cache", cmd_profile},
+      {"report", "report RUN", "one self-contained HTML page of plots: curves, retention, routing, spectra", cmd_report},
       {"add-teacher", "add-teacher RUN", "add a teacher to a trained run, training only its tower and the router", cmd_add_teacher},
       {"remove-teacher", "remove-teacher RUN", "drop a teacher from a trained run; report the tasks that are lost", cmd_remove_teacher},
       {"distill", "distill RUN", "consolidate a trained run into one teacher-free student (HF folder + run)", cmd_distill},

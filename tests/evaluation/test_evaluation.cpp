@@ -5,6 +5,7 @@
 
 #include <nexus/plugin_api.hpp>
 
+#include <numeric>
 #include <sstream>
 
 #include "nexus/base/files.hpp"
@@ -120,4 +121,36 @@ TEST_CASE("evaluation report: eval.json holds what was printed, with probes and 
   CHECK(task.at("probes").at("rows").at("steps").get<int64_t>() == probe_budget(t.comp));
   CHECK(task.at("routing").at("pixels").at("mean_weight").get<double>() == report.evaluation.tasks[0].mean_weight[0]);
   CHECK(fs::exists(fs::path(t.run_dir) / "probes" / "toy.pixels.json"));
+}
+
+TEST_CASE("evaluation: the all-teachers concatenated probe beside the single ones; routing per class adds up") {
+  Trained t;
+  const auto probes = t.toy.dir.path / "probes";
+  const auto ev = t.evaluate_with(probes.string());
+  const auto& task = ev.tasks[0];
+  REQUIRE(task.concat_probe.has_value());
+  CHECK(task.concat_teachers == std::vector<std::string>{"pixels", "rows"});
+  CHECK(task.concat_probe->steps == probe_budget(t.comp));
+  // pixels alone determine the label and rows are a function of pixels: the concatenation knows
+  // at least what pixels know, give or take the optimiser.
+  CHECK(task.concat_probe->test_accuracy > task.probes[0].test_accuracy - 0.05);
+  CHECK(fs::exists(probes / "toy.+concat.json"));
+  CHECK(t.evaluate_with(probes.string()).tasks[0].concat_probe->reused);
+  // Per class: every test row counted once, each class's weights a distribution over the teachers,
+  // and the row-weighted mean over classes is the task's mean weight.
+  const auto& c = task.class_routing;
+  REQUIRE(c.classes == std::vector<std::string>{"a", "b", "c"});
+  CHECK(std::accumulate(c.rows.begin(), c.rows.end(), int64_t(0)) == task.rows);
+  double pixels = 0;
+  for (size_t k = 0; k < c.classes.size(); ++k) {
+    CHECK(c.weights[k][0] + c.weights[k][1] == doctest::Approx(1.0).epsilon(1e-5));
+    pixels += c.weights[k][0] * double(c.rows[k]) / double(task.rows);
+  }
+  CHECK(pixels == doctest::Approx(task.mean_weight[0]).epsilon(1e-4));
+  const auto json = to_json(ev).at("tasks")[0];
+  CHECK(json.at("concat_probe").at("test_accuracy").get<double>() == task.concat_probe->test_accuracy);
+  CHECK(json.at("routing_per_class").at("teachers") == nlohmann::json{"pixels", "rows"});
+  std::ostringstream table;
+  print_table(ev, table);
+  CHECK(table.str().find("all concatenated") != std::string::npos);
 }

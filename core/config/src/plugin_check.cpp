@@ -29,6 +29,7 @@ bool version_less(const std::string& a, const std::string& b) {
 }
 
 std::string expects(const OptionSpec& d) {
+  if (d.type == "int" && d.data_sized) return "an int or auto";
   if (d.type == "int") return "an int";
   if (d.type == "float") return "a number";
   if (d.type == "bool") return "a bool (true or false)";
@@ -39,13 +40,22 @@ std::string expects(const OptionSpec& d) {
 }
 
 // Checks one option value against its declaration; on success `text` is what the plugin gets.
-bool check_option_value(Checker& check, const Node& value, const OptionSpec& decl,
+bool check_option_value(Checker& check, const Node& value, const OptionSpec& decl, const PluginRole& role,
                         const std::string& what, std::string& text) {
   auto mismatch = [&](const std::string& hint = "") {
     check.error(value.loc, what + " expects " + expects(decl) + ", got " + describe_value(value),
                 hint);
     return false;
   };
+  if (decl.data_sized && value.is_scalar() && !value.quoted && value.scalar == kDataSized) {
+    if (role.data_sizing == PluginRole::DataSizing::Refused) {
+      check.error(value.loc, what + " can be sized from the data only in a teacher's tower (" + role.owner + ")",
+                  "give a number here");
+      return false;
+    }
+    text = value.scalar;
+    return true;
+  }
   if (decl.type == "list") {
     if (value.is_scalar()) {
       text = value.scalar;
@@ -216,7 +226,7 @@ bool check_plugin(Checker& check, const Node& block, const PluginCatalog& catalo
       continue;
     }
     std::string text;
-    if (check_option_value(check, *value, *decl, "option '" + key + "' of " + plugin_desc, text))
+    if (check_option_value(check, *value, *decl, role, "option '" + key + "' of " + plugin_desc, text))
       out.options[key] = text;
     else
       ok = false;

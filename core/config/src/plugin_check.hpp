@@ -15,6 +15,9 @@ struct PluginRole {
   std::string kind;                      // "teacher", "tower", "router", "loss"
   std::string owner;                     // for messages: "teacher 'bert'", "head 'cls'"
   std::vector<std::string> host_filled;  // required options the host supplies when absent
+  // Whether `auto` is allowed for the plugin's data-sized options ("int|auto"): only where the
+  // host measures the data before creating the component (a teacher's tower).
+  enum class DataSizing { Refused, Allowed } data_sizing = DataSizing::Refused;
 };
 
 // Reads `plugin`, `version` and `options` from the mapping `block` into `out` and checks them

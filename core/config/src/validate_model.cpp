@@ -129,7 +129,7 @@ void check_teachers(Context& ctx, const Node& teachers) {
       const std::string tower_where = "the tower of " + where;
       if (ctx.check.map(*tower, tower_where, "a mapping (plugin, version, options)")) {
         ctx.check.check_keys(*tower, kTowerKeys, tower_where);
-        check_plugin(ctx.check, *tower, ctx.catalog, {"tower", tower_where, {"d_in", "d_out"}},
+        check_plugin(ctx.check, *tower, ctx.catalog, {"tower", tower_where, {"d_in", "d_out"}, PluginRole::DataSizing::Allowed},
                      t.tower);
         check_widths(ctx, t);
       }

@@ -16,6 +16,7 @@ SplitFeatures load_split_features(const config::Composition& comp, ComposedSyste
   out.labels = data.labels;
   out.dataset_id = data.dataset_id;
   out.split = data.split;
+  out.classes = data.classes;
   for (const auto& slot : sys.teachers()) {
     if (to_string(slot.teacher->modality()) != data.modality) {
       out.features.emplace_back();

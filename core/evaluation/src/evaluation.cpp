@@ -120,21 +120,41 @@ int64_t probe_budget(const config::Composition& comp) {
 namespace {
 
 // The composite on a task's test split, with routing statistics over the same inputs.
+ClassRouting class_routing(const at::Tensor& weight_sums, const at::Tensor& rows, const std::vector<std::string>& names) {
+  ClassRouting c;
+  const auto mean = (weight_sums / rows.clamp_min(1).to(torch::kDouble).unsqueeze(1)).contiguous();
+  for (int64_t k = 0; k < mean.size(0); ++k) {
+    c.classes.push_back(k < int64_t(names.size()) ? names[size_t(k)] : std::to_string(k));
+    c.rows.push_back(rows[k].item<int64_t>());
+    c.weights.emplace_back(mean[k].data_ptr<double>(), mean[k].data_ptr<double>() + mean.size(1));
+  }
+  return c;
+}
+
 void score_composite(ComposedSystem& sys, const config::HeadSpec& head, const SplitFeatures& test, TaskEvaluation& te) {
   sys.router()->reset_stats();
   std::vector<at::Tensor> shared;
   double correct = 0;
+  const auto teachers = int64_t(sys.teachers().size());
+  auto class_weights = torch::zeros({head.outputs, teachers}, torch::kDouble);
+  auto class_rows = torch::zeros({head.outputs}, torch::kLong);
   for (int64_t b = 0; b < te.rows; b += 2048) {
     const int64_t m = std::min<int64_t>(2048, te.rows - b);
     std::vector<at::Tensor> batch(test.features.size());
     for (size_t i = 0; i < batch.size(); ++i)
       if (test.features[i].defined()) batch[i] = test.features[i].narrow(0, b, m);
     auto r = sys.fuse(batch, head.task);
-    correct += (r.heads.at(head.name).argmax(1).cpu() == test.labels.narrow(0, b, m)).sum().item<double>();
+    const auto labels = test.labels.narrow(0, b, m);
+    correct += (r.heads.at(head.name).argmax(1).cpu() == labels).sum().item<double>();
     shared.push_back(r.shared.cpu());
+    if (r.weights.defined() && r.weights.size(1) == teachers) {
+      class_weights.index_add_(0, labels, r.weights.cpu().to(torch::kDouble));
+      class_rows.index_add_(0, labels, torch::ones_like(labels));
+    }
   }
   te.accuracy = correct / double(std::max<int64_t>(1, te.rows));
   te.shared_variance = torch::cat(shared).var(0).mean().item<double>();
+  te.class_routing = class_routing(class_weights, class_rows, test.classes);
   const auto stats = sys.router()->stats();
   te.mean_weight = stats.mean_weight;
   te.load = stats.load;
@@ -195,24 +215,31 @@ std::optional<ProbeScore> stored_probe(const fs::path& file, const std::string& 
   }
 }
 
-// Teacher i's own probe on the task: reused from the probe folder when its key matches, else
-// trained now (and stored there).
-ProbeScore probe_score(const config::Composition& comp, const TeacherSlot& slot, size_t i, const config::HeadSpec& head,
+// What a probe is trained on: a name for its file and the table, what its features depend on,
+// and which of the splits' feature columns it reads.
+struct ProbeSubject {
+  std::string name, fingerprint;
+  size_t slot = 0;
+  uint64_t seed = 0;
+};
+
+// A probe on the task: reused from the probe folder when its key matches, else trained now (and
+// stored there).
+ProbeScore probe_score(const config::Composition& comp, const ProbeSubject& subject, const config::HeadSpec& head,
                        const SplitFeatures& train, const SplitFeatures& val, const SplitFeatures& test,
                        const std::vector<SplitFeatures>& reports, const EvalOptions& options) {
   const int64_t budget = probe_budget(comp);
-  const auto key = probe_key(slot.teacher->fingerprint().str(), train, val, test, reports, comp.trainer, budget);
-  const auto file = fs::path(options.probe_dir) / (head.task + "." + slot.name + ".json");
+  const auto key = probe_key(subject.fingerprint, train, val, test, reports, comp.trainer, budget);
+  const auto file = fs::path(options.probe_dir) / (head.task + "." + subject.name + ".json");
   if (!options.probe_dir.empty())
-    if (auto stored = stored_probe(file, key, slot.name)) return *stored;
+    if (auto stored = stored_probe(file, key, subject.name)) return *stored;
   const auto started = std::chrono::steady_clock::now();
-  auto p = train_probe(slot.name, train, val, test, reports, i, head.outputs, comp.trainer, budget,
-                       uint64_t(comp.trainer.seed) * 1000003u + i);
-  spdlog::info("probe {} on {}: {} steps in {:.1f} s, test accuracy {:.4f}", slot.name, head.task, budget,
+  auto p = train_probe(subject.name, train, val, test, reports, subject.slot, head.outputs, comp.trainer, budget, subject.seed);
+  spdlog::info("probe {} on {}: {} steps in {:.1f} s, test accuracy {:.4f}", subject.name, head.task, budget,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(), p.test_accuracy);
   if (!options.probe_dir.empty())
     run::write_json_file(file.string(), nlohmann::json{{"key", key},
-                                                       {"teacher", slot.name},
+                                                       {"teacher", subject.name},
                                                        {"task", head.task},
                                                        {"steps", p.steps},
                                                        {"val_accuracy", p.val_accuracy},
@@ -220,6 +247,35 @@ ProbeScore probe_score(const config::Composition& comp, const TeacherSlot& slot,
                                                        {"report_accuracy", p.report_accuracy}}
                                             .dump(1));
   return p;
+}
+
+// The split with every reading teacher's features side by side in one column.
+SplitFeatures concatenated(const SplitFeatures& split) {
+  SplitFeatures out = split;
+  std::vector<at::Tensor> parts;
+  for (const auto& f : split.features)
+    if (f.defined()) parts.push_back(f.to(torch::kFloat));
+  out.features = {torch::cat(parts, 1)};
+  return out;
+}
+
+// The probe on all the task's teachers' features concatenated, when there are several.
+void score_concat_probe(const config::Composition& comp, const ComposedSystem& sys, const config::HeadSpec& head,
+                        const SplitFeatures& train, const SplitFeatures& val, const SplitFeatures& test,
+                        const std::vector<SplitFeatures>& reports, const EvalOptions& options, TaskEvaluation& te) {
+  ProbeSubject subject{"+concat", "", 0, uint64_t(comp.trainer.seed) * 1000003u + sys.teachers().size()};
+  for (size_t i = 0; i < sys.teachers().size(); ++i)
+    if (train.features[i].defined()) {
+      te.concat_teachers.push_back(sys.teachers()[i].name);
+      subject.fingerprint += sys.teachers()[i].teacher->fingerprint().str() + "\n";
+    }
+  if (te.concat_teachers.size() < 2) {
+    te.concat_teachers.clear();
+    return;
+  }
+  std::vector<SplitFeatures> joined_reports;
+  for (const auto& r : reports) joined_reports.push_back(concatenated(r));
+  te.concat_probe = probe_score(comp, subject, head, concatenated(train), concatenated(val), concatenated(test), joined_reports, options);
 }
 
 void judge_retention(const config::Composition& comp, TaskEvaluation& te, Evaluation& ev) {
@@ -259,13 +315,16 @@ Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache:
     score_composite(sys, head, test, te);
     for (size_t i = 0; i < sys.teachers().size(); ++i) {
       if (!train.features[i].defined()) continue;
-      const auto p = probe_score(comp, sys.teachers()[i], i, head, train, val, test, reports, options);
+      const auto& slot = sys.teachers()[i];
+      const ProbeSubject subject{slot.name, slot.teacher->fingerprint().str(), i, uint64_t(comp.trainer.seed) * 1000003u + i};
+      const auto p = probe_score(comp, subject, head, train, val, test, reports, options);
       if (p.test_accuracy > te.best_probe || te.best_teacher.empty()) {
         te.best_probe = p.test_accuracy;
         te.best_teacher = p.teacher;
       }
       te.probes.push_back(p);
     }
+    score_concat_probe(comp, sys, head, train, val, test, reports, options, te);
     judge_retention(comp, te, ev);
     score_reports(sys, head, reports, te);
     ev.tasks.push_back(std::move(te));

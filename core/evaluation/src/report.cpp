@@ -15,6 +15,30 @@
 namespace nexus {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Per class, the mean weight of each teacher the task routes to (load > 0): the others take no
+// part in the task and would only add zero columns.
+nlohmann::json class_routing_json(const Evaluation& ev, const TaskEvaluation& t) {
+  const auto& c = t.class_routing;
+  if (c.classes.empty()) return nullptr;
+  std::vector<size_t> used;
+  nlohmann::json teachers = nlohmann::json::array(), weights = nlohmann::json::array();
+  for (size_t i = 0; i < ev.teachers.size() && i < t.load.size(); ++i)
+    if (t.load[i] > 0) {
+      used.push_back(i);
+      teachers.push_back(ev.teachers[i]);
+    }
+  for (const auto& row : c.weights) {
+    nlohmann::json w = nlohmann::json::array();
+    for (size_t i : used) w.push_back(i < row.size() ? row[i] : 0.0);
+    weights.push_back(w);
+  }
+  return {{"classes", c.classes}, {"rows", c.rows}, {"teachers", teachers}, {"weights", weights}};
+}
+
+}  // namespace
+
 nlohmann::json to_json(const Evaluation& ev) {
   nlohmann::json tasks = nlohmann::json::array();
   for (const auto& t : ev.tasks) {
@@ -30,7 +54,7 @@ nlohmann::json to_json(const Evaluation& ev) {
     nlohmann::json routing = nlohmann::json::object();
     for (size_t i = 0; i < ev.teachers.size() && i < t.mean_weight.size(); ++i)
       routing[ev.teachers[i]] = {{"mean_weight", t.mean_weight[i]}, {"load", t.load[i]}};
-    tasks.push_back({{"task", t.task},
+    nlohmann::json task{{"task", t.task},
                      {"head", t.head},
                      {"split", t.split},
                      {"rows", t.rows},
@@ -44,7 +68,14 @@ nlohmann::json to_json(const Evaluation& ev) {
                      {"routing", routing},
                      {"routing_entropy", t.routing_entropy},
                      {"shared_variance", t.shared_variance},
-                     {"report_splits", reports}});
+                     {"report_splits", reports}};
+    if (t.concat_probe)
+      task["concat_probe"] = {{"teachers", t.concat_teachers},
+                              {"test_accuracy", t.concat_probe->test_accuracy},
+                              {"val_accuracy", t.concat_probe->val_accuracy},
+                              {"steps", t.concat_probe->steps}};
+    if (auto per_class = class_routing_json(ev, t); !per_class.is_null()) task["routing_per_class"] = per_class;
+    tasks.push_back(task);
   }
   return {{"teachers", ev.teachers}, {"tasks", tasks}, {"violations", ev.violations}, {"ok", ev.violations.empty()}};
 }
@@ -68,6 +99,10 @@ void print_table(const Evaluation& ev, std::ostream& out) {
     std::string probes = "    probes:";
     for (const auto& p : t.probes) {
       std::snprintf(line, sizeof line, " %s %.4f", p.teacher.c_str(), p.test_accuracy);
+      probes += line;
+    }
+    if (t.concat_probe) {
+      std::snprintf(line, sizeof line, "  | all concatenated %.4f", t.concat_probe->test_accuracy);
       probes += line;
     }
     out << probes << "\n";

@@ -20,6 +20,7 @@
 #include "nexus/model/inference.hpp"
 #include "nexus/model/system.hpp"
 #include "nexus/pipeline/train.hpp"
+#include "nexus/profile/profile.hpp"
 #include "nexus/registry/registry.hpp"
 #include "nexus/run/checkpoints.hpp"
 #include "nexus/run/run_folder.hpp"
@@ -68,7 +69,9 @@ class Increment {
  private:
   void plan();
   void stage();
+  void write_record();
   void cache();
+  void size_towers();
   void select_tasks();
   TrainResult train();
   Proof prove(const TrainResult& result);
@@ -90,6 +93,7 @@ class Increment {
   std::unique_ptr<cache::FeatureCache> store_;
   std::vector<TaskData> all_, data_;
   std::vector<std::string> trained_tasks_;
+  std::vector<std::string> data_sized_;  // `auto` tower options as measured (run.json's data_sized)
   bool any_reference_ = false;
   PhaseTimes ph_;
 };
@@ -134,14 +138,34 @@ void Increment::stage() {
     else if (read_file(file) != next_.text)
       throw InputError(staging_.string() + " was started for a different change: remove it, or repeat the same command");
   }
+  write_record();
+}
+
+void Increment::write_record() {
   run::RunRecord record;
   record.composition_file = next_file_;
   record.composition_recorded = final_composition_;
   if (next_.text.empty()) record.overrides = next_.overrides;
   record.base_run = absolute(r_.base_run);
   record.kind = next_.kind;
+  record.data_sized = data_sized_;
   for (const auto& t : next_sys_->teachers()) record.teachers.emplace_back(t.name, t.teacher->fingerprint().str());
   run::write_run_info(staging_.string(), record, catalog_);
+}
+
+// A new teacher's tower with `rank: auto` is measured on its training features, like `nexus
+// train` does, and built again at that size (kept towers come from the base run, with numbers).
+void Increment::size_towers() {
+  const auto sizes = profile::size_towers(next_comp_, *next_sys_, all_);
+  if (sizes.empty()) return;
+  next_comp_ = profile::with_sizes(std::move(next_comp_), sizes);
+  std::vector<size_t> which;
+  for (const auto& s : sizes) {
+    which.push_back(s.teacher);
+    data_sized_.push_back(s.assignment());
+  }
+  next_sys_->rebuild_towers(next_comp_, reg_, which);
+  write_record();
 }
 
 void Increment::cache() {
@@ -155,6 +179,7 @@ void Increment::cache() {
   cache_features(base_comp_, *base_sys_, *store_, co);  // normally all there already: the base run cached them
   all_ = load_task_data(next_comp_, *next_sys_, *store_);
   ph_.cache = since(t);
+  size_towers();
 }
 
 // What the increment can change, and what the old composite said there (anti-forgetting).

@@ -53,7 +53,32 @@ auto creating(const config::PluginSpec& spec, const std::string& what, Fn&& fn) 
   }
 }
 
+// A teacher's tower. An option left to the data (`auto`, see profile/profile.hpp) that has not
+// been sized takes min(d_in, d_out), the largest size any data could ask for, so a system can be
+// built, and run, before its data is measured; `nexus train` measures it and rebuilds the tower.
+std::shared_ptr<Tower> teacher_tower(const config::TeacherSpec& t, int64_t width, int64_t shared_dim,
+                                     const config::PluginCatalog& catalog, const std::string& base,
+                                     const registry::Registry& reg) {
+  auto wopts = plugin_options(t.tower, "tower", catalog, base);
+  const auto what = "the tower of teacher '" + t.name + "'";
+  const auto d_in = declared_or(wopts, t.tower, "d_in", width, what);
+  const auto d_out = declared_or(wopts, t.tower, "d_out", shared_dim, what);
+  for (const auto& [key, value] : t.tower.options)
+    if (value == kDataSized) wopts.set(key, std::to_string(std::min(d_in, d_out)));
+  return creating(t.tower, what, [&] { return reg.create_tower(t.tower.plugin, wopts, t.tower.version); });
+}
+
 }  // namespace
+
+void ComposedSystem::rebuild_towers(const config::Composition& comp, const registry::Registry& reg,
+                                    const std::vector<size_t>& which) {
+  const auto base = fs::path(comp.source).parent_path().string();
+  const auto catalog = plugin_catalog(reg);
+  for (size_t i : which) {
+    auto& slot = teachers_.at(i);
+    slot.tower = teacher_tower(comp.teachers.at(i), slot.teacher->width(), comp.shared_dim, catalog, base, reg);
+  }
+}
 
 config::PluginCatalog plugin_catalog(const registry::Registry& registry) {
   config::PluginCatalog catalog;
@@ -84,11 +109,7 @@ ComposedSystem ComposedSystem::build(const config::Composition& comp, const regi
       throw located(t.loc, "teacher '" + t.name + "' declares modality " + t.modality + " but its plugin takes " +
                                to_string(slot.teacher->modality()));
     slot.norm = FeatureNorm(width);
-    auto wopts = plugin_options(t.tower, "tower", catalog, base);
-    declared_or(wopts, t.tower, "d_in", width, "the tower of teacher '" + t.name + "'");
-    declared_or(wopts, t.tower, "d_out", comp.shared_dim, "the tower of teacher '" + t.name + "'");
-    slot.tower = creating(t.tower, "the tower of teacher '" + t.name + "'",
-                          [&] { return reg.create_tower(t.tower.plugin, wopts, t.tower.version); });
+    slot.tower = teacher_tower(t, width, comp.shared_dim, catalog, base, reg);
     sys.teachers_.push_back(std::move(slot));
   }
 

@@ -3,12 +3,14 @@
 #include <nexus/plugin_api.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
 #include "nexus/data/caching.hpp"
 #include "nexus/model/device.hpp"
 #include "nexus/model/system.hpp"
+#include "nexus/profile/profile.hpp"
 #include "nexus/registry/registry.hpp"
 #include "nexus/run/run_folder.hpp"
 
@@ -59,10 +61,24 @@ run::RunRecord run_record(const TrainRequest& r, const ComposedSystem& sys) {
   return record;
 }
 
+// Measures the towers' `auto` options on the training data (the same on every worker: the same
+// cache) and rebuilds those towers at their measured sizes.
+std::vector<profile::DataSizedOption> size_towers(config::Composition& comp, ComposedSystem& sys,
+                                                  const std::vector<TaskData>& data, const registry::Registry& reg) {
+  const auto sizes = profile::size_towers(comp, sys, data);
+  if (sizes.empty()) return sizes;
+  comp = profile::with_sizes(std::move(comp), sizes);
+  std::vector<size_t> which;
+  for (const auto& s : sizes)
+    if (std::find(which.begin(), which.end(), s.teacher) == which.end()) which.push_back(s.teacher);
+  sys.rebuild_towers(comp, reg, which);
+  return sizes;
+}
+
 }  // namespace
 
 TrainOutcome train_composition(const TrainRequest& r, const registry::Registry& reg) {
-  const auto comp = config::load_composition(r.composition_file, r.overrides, plugin_catalog(reg));
+  auto comp = config::load_composition(r.composition_file, r.overrides, plugin_catalog(reg));
   require_task_data(comp);
   TrainOutcome out;
   out.name = comp.name;
@@ -86,9 +102,14 @@ TrainOutcome train_composition(const TrainRequest& r, const registry::Registry& 
   cache_teachers(comp, sys, store, r, group.get(), out.reporter);
   const auto data = load_task_data(comp, sys, store);
   out.cache_seconds = since(t);
+  const auto sizes = size_towers(comp, sys, data, reg);
+  if (!sizes.empty()) sys.to(placement);  // the rebuilt towers
 
-  if (out.reporter && (!r.resume || !fs::exists(fs::path(out.run_dir) / "run.json")))
-    run::write_run_info(out.run_dir, run_record(r, sys), plugin_catalog(reg));
+  if (out.reporter && (!r.resume || !fs::exists(fs::path(out.run_dir) / "run.json"))) {
+    auto record = run_record(r, sys);
+    for (const auto& s : sizes) record.data_sized.push_back(s.assignment());
+    run::write_run_info(out.run_dir, record, plugin_catalog(reg));
+  }
   TrainOptions to;
   to.run_dir = out.run_dir;
   to.resume = r.resume;

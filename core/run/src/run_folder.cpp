@@ -21,6 +21,7 @@ void write_run_info(const std::string& run_dir, const RunRecord& r, const config
   // The resolved copy first: run.json naming it is what makes a run use it.
   auto tree = config::load_file(path);
   for (const auto& o : r.overrides) config::apply_override(tree, o);
+  for (const auto& o : r.data_sized) config::apply_override(tree, o);
   config::resolve_tree_paths(tree, catalog, fs::path(path).parent_path().string());
   write_file_atomically(fs::path(run_dir) / kResolvedComposition,
                         "# The composition this run was made from (" + recorded + "), with its includes merged,\n"
@@ -34,6 +35,7 @@ void write_run_info(const std::string& run_dir, const RunRecord& r, const config
                    {"overrides", r.overrides},
                    {"resolved_composition", kResolvedComposition},
                    {"teachers", teachers}};
+  if (!r.data_sized.empty()) j["data_sized"] = r.data_sized;
   if (!r.base_run.empty()) j["base_run"] = r.base_run;
   if (!r.kind.empty()) j["kind"] = r.kind;
   write_json_file((fs::path(run_dir) / "run.json").string(), j.dump(1));

@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include "nexus/base/progress.hpp"
 #include "nexus/distributed/process_group.hpp"
 #include "nexus/model/system.hpp"
+#include "nexus/profile/profile.hpp"
 #include "nexus/run/checkpoints.hpp"
 #include "nexus/training/keeper.hpp"
 #include "nexus/training/optimizer_state.hpp"
@@ -218,6 +220,7 @@ class Run {
   void step(int64_t& steps_timed, double& step_seconds);
   void validate_and_judge();
   std::vector<Projections> compute_projections();
+  void initialise_towers_from_data();
   void log(const nlohmann::json& j) {
     if (writer_) metrics_ << j.dump() << "\n" << std::flush;
   }
@@ -235,6 +238,7 @@ class Run {
   std::ofstream metrics_;
   CheckpointKeeper keeper_;
   std::vector<Projections> projections_;
+  std::map<std::string, std::pair<double, int64_t>> loss_window_;  // task -> loss sum and steps since the last log line
 };
 
 std::vector<Projections> Run::compute_projections() {
@@ -243,6 +247,23 @@ std::vector<Projections> Run::compute_projections() {
   for (const auto& task : data_)
     out.push_back({project_frozen(sys_, task.train, options_.frozen), project_frozen(sys_, task.val, options_.frozen)});
   return out;
+}
+
+// Towers that start from their inputs' principal directions (InitialisedFromData). Every rank
+// computes the same directions from the same cache; rank 0's are broadcast all the same, so an
+// eigenvector's sign can never differ between workers.
+void Run::initialise_towers_from_data() {
+  const auto names = profile::initialise_towers(sys_, data_, options_.frozen);
+  for (const auto& name : names) {
+    if (writer_) spdlog::info("{} starts from the principal directions of its training features", name);
+    if (!group_) continue;
+    for (const auto& [component, module] : sys_.trainable_modules())
+      if (component == name) {
+        torch::NoGradGuard no_grad;
+        auto params = module->parameters();
+        group_->broadcast(params, 0);
+      }
+  }
 }
 
 // Resumes from the latest checkpoint, or fits the feature statistics and writes checkpoint 0.
@@ -262,6 +283,7 @@ void Run::start(TrainResult& result) {
       for (size_t i = 0; i < task.train.size() && i < per_teacher.size(); ++i)
         if (!options_.frozen.count("norm." + sys_.teachers()[i].name)) per_teacher[i].push_back(task.train[i]);
     sys_.fit_feature_norms(per_teacher);
+    initialise_towers_from_data();
     projections_ = compute_projections();
     const auto v = validate(sys_, data_, projections_, 0, options_);
     s.initial_variance = v.variance;
@@ -307,9 +329,18 @@ void Run::step(int64_t& steps_timed, double& step_seconds) {
   step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
   ++steps_timed;
   ++s.step;
+  auto& window = loss_window_[task.task];
+  window.first += loss_value;
+  ++window.second;
   const int64_t log_every = std::max<int64_t>(1, cfg_.steps / 50);
-  if (s.step % log_every == 0)
-    log({{"step", s.step}, {"task", task.task}, {"loss", loss_value}, {"lr", schedule_.lr(s.step - 1, s.lr_factor)}});
+  if (s.step % log_every == 0) {
+    // One line per task: its mean loss since the last line. Tasks take turns, so logging only
+    // the step's own task would show one task forever whenever log_every is a multiple of the
+    // number of tasks.
+    for (const auto& [name, sum] : loss_window_)
+      log({{"step", s.step}, {"task", name}, {"loss", sum.first / double(sum.second)}, {"lr", schedule_.lr(s.step - 1, s.lr_factor)}});
+    loss_window_.clear();
+  }
   if (s.step % cfg_.validate_every == 0 || s.step == cfg_.steps) validate_and_judge();
 }
 

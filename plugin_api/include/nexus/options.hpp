@@ -30,7 +30,14 @@ struct OptionSpec {
   bool has_default = false;
   std::string default_value;
   std::vector<std::string> choices;  // type == "choice"
+  // "int|auto": the value may also be `auto`, which the host replaces with a size measured on the
+  // data before the component is created (e.g. a low-rank tower's rank from its teacher's
+  // profile; docs/profiling.md). A plugin never receives `auto` itself.
+  bool data_sized = false;
 };
+
+// The value that asks the host to size an option from the data.
+constexpr const char* kDataSized = "auto";
 
 namespace detail {
 inline std::vector<std::string> split(const std::string& s, char sep) {
@@ -74,7 +81,10 @@ inline std::vector<OptionSpec> parse_option_schema(const std::string& schema) {
       spec.required = true;
       rest.pop_back();
     }
-    if (rest.rfind("choice(", 0) == 0 && rest.back() == ')') {
+    if (rest == "int|auto") {
+      spec.type = "int";
+      spec.data_sized = true;
+    } else if (rest.rfind("choice(", 0) == 0 && rest.back() == ')') {
       spec.type = "choice";
       spec.choices = detail::split(rest.substr(7, rest.size() - 8), '|');
     } else {
@@ -99,6 +109,7 @@ inline bool parse_bool(const std::string& v, bool* out) {
 
 // Empty string if `value` is valid for `spec`, else what was expected.
 inline std::string check_option_value(const OptionSpec& spec, const std::string& value) {
+  if (spec.data_sized && value == kDataSized) return "";
   if (spec.type == "int") {
     errno = 0;
     char* end = nullptr;

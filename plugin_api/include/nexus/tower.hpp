@@ -40,4 +40,26 @@ class Tower : public torch::nn::Module {
   }
 };
 
+// What the host measured on a tower's inputs (its teacher's training features, standardised as the
+// tower will see them), for towers that start from the data rather than from random weights.
+struct InputStatistics {
+  torch::Tensor mean;        // [d_in], float32
+  torch::Tensor components;  // [k, d_in], float32: orthonormal principal directions, largest variance first
+  torch::Tensor variances;   // [k], float32: the variance along each direction
+  int64_t rows = 0;          // how many rows they were measured on
+};
+
+// An optional capability of a Tower. The host finds it with dynamic_cast, so a tower without it,
+// or a plugin built before it existed, is simply not asked: nothing in Tower's own layout
+// changed. The trainer calls initialise_from() once, when a run starts from scratch (after the
+// feature statistics are fitted, before the optimiser is built); never on resume or when the
+// tower is frozen, where the checkpoint's weights win.
+class InitialisedFromData {
+ public:
+  virtual ~InitialisedFromData() = default;
+  // How many principal directions (k) the tower wants; the host gives min(k, d_in).
+  virtual int64_t components_wanted() const = 0;
+  virtual void initialise_from(const InputStatistics& statistics) = 0;
+};
+
 }  // namespace nexus

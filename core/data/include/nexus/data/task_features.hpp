@@ -21,6 +21,7 @@ struct SplitFeatures {
   std::vector<at::Tensor> features;
   at::Tensor labels;
   std::string dataset_id, split;  // split as the cache names it, e.g. "train[:6000]"
+  std::vector<std::string> classes;  // label names, by label index
 };
 SplitFeatures load_split_features(const config::Composition& composition, ComposedSystem& system,
                                   cache::FeatureCache& store, const std::string& task, const std::string& split);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,11 +32,23 @@ struct ReportSplit {
   std::string best_teacher;
 };
 
+// Mean routing weight per teacher over the test inputs of each class: whether the router sends
+// some classes to one teacher and others to another.
+struct ClassRouting {
+  std::vector<std::string> classes;
+  std::vector<int64_t> rows;                 // per class
+  std::vector<std::vector<double>> weights;  // [class][teacher], composition order
+};
+
 struct TaskEvaluation {
   std::string task, head, split;        // split: the cache's name for it, e.g. "test[:1000]"
   int64_t rows = 0;
   double accuracy = 0;                  // the composite on the test split
   std::vector<ProbeScore> probes;       // teachers that take the task's modality, composition order
+  // The baseline a user tries first: one probe on all those teachers' features concatenated
+  // (standardised, same cache, same budget); absent when only one teacher takes the task.
+  std::optional<ProbeScore> concat_probe;
+  std::vector<std::string> concat_teachers;
   std::string best_teacher;
   double best_probe = 0;
   double retention = 0;                 // accuracy / best_probe
@@ -43,6 +56,7 @@ struct TaskEvaluation {
   bool violated = false;
   std::vector<double> mean_weight;      // per teacher (composition order): mean routing weight
   std::vector<double> load;             // per teacher: fraction of inputs that selected it
+  ClassRouting class_routing;
   double routing_entropy = 0;           // mean per-input entropy of the routing weights (nats)
   double shared_variance = 0;           // mean per-dimension variance of the shared space
   std::vector<ReportSplit> reports;     // the task's report splits, in the order it lists them

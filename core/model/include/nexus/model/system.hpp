@@ -81,6 +81,10 @@ class ComposedSystem {
   // teachers; a declared width that disagrees with a real one is a config::ConfigError with the
   // location of the declaration. Relative `path` options resolve against the composition's folder.
   static ComposedSystem build(const config::Composition& composition, const registry::Registry& registry);
+  // Creates the towers of the teachers `which` (composition order) again from `composition`:
+  // after their data-sized options were measured (profile::size_towers).
+  void rebuild_towers(const config::Composition& composition, const registry::Registry& registry,
+                      const std::vector<size_t>& which);
 
   // Runs every teacher of the batch's modality, projects, routes and applies the heads. `task`
   // is the router's context when it is conditioned on the task (router.condition: task).

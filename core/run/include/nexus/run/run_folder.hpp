@@ -34,6 +34,9 @@ struct RunRecord {
   std::vector<std::string> overrides;
   std::string base_run, kind;         // an incremental run's base run and kind ("add-teacher", ...)
   std::vector<std::pair<std::string, std::string>> teachers;  // name and fingerprint (Fingerprint::str)
+  // Options the composition left to the data (`auto`), as measured: --set assignments applied to
+  // the resolved copy after `overrides` (profile::DataSizedOption::assignment).
+  std::vector<std::string> data_sized;
 };
 // Writes run.json and composition.resolved.yaml (the catalog says which options are paths).
 void write_run_info(const std::string& run_dir, const RunRecord& record, const config::PluginCatalog& catalog);
