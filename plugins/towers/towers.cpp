@@ -71,8 +71,8 @@ class MlpTower : public nexus::Tower {
 // which the trainer calls before a run starts) those rows are the top principal directions of the
 // standardised features rather than random ones: the tower starts by keeping the subspace that
 // carries the variance, which is what a rank chosen from the spectrum assumes. Whitening them
-// (unit variance per unit) was tried and overfits: on the quickstart the run stopped early at
-// step 600 and fortunes fell below its contract (0.4808 vs 0.4910 unwhitened).
+// (unit variance per unit) was tried and overfits: on the quickstart the best step was 600 of a
+// run that stopped early at 1200, and fortunes fell below its contract (0.4808 vs 0.4910).
 class LowRankTower : public nexus::Tower, public nexus::InitialisedFromData {
  public:
   explicit LowRankTower(const nexus::Options& o)

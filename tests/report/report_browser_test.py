@@ -300,11 +300,13 @@ def check_in_chromium(checks, html, keep, scratch, proof=None):
 # ---- steps 1-3: the nexus commands ----------------------------------------------------------------------
 
 class Nexus:
-    """Runs the nexus binary with a scratch feature cache and no developer plugin path."""
+    """Runs the nexus binary with no developer plugin path, on the test run's feature cache (ctest's, shared
+    with the other end-to-end tests that train train_demo.yaml) or else a scratch one."""
 
     def __init__(self, binary, scratch):
         self.binary = binary
-        self.env = dict(os.environ, NEXUS_CACHE_DIR=str(scratch / "cache"))
+        self.env = dict(os.environ)
+        self.env.setdefault("NEXUS_CACHE_DIR", str(scratch / "cache"))
         self.env.pop("NEXUS_PLUGIN_PATH", None)
 
     def __call__(self, *args, timeout=300):
