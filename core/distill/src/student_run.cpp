@@ -81,12 +81,6 @@ void copy_module(torch::nn::Module& to, const torch::nn::Module& from, const std
   }
 }
 
-int64_t parameter_count(const torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
-
 // The base run's text side: its hf_encoder encoders, their towers, the router and the text heads.
 int64_t text_side_parameters(const config::Composition& base, const ComposedSystem& sys) {
   int64_t n = parameter_count(*sys.router());

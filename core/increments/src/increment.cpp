@@ -156,16 +156,8 @@ void Increment::write_record() {
 // A new teacher's tower with `rank: auto` is measured on its training features, like `nexus
 // train` does, and built again at that size (kept towers come from the base run, with numbers).
 void Increment::size_towers() {
-  const auto sizes = profile::size_towers(next_comp_, *next_sys_, all_);
-  if (sizes.empty()) return;
-  next_comp_ = profile::with_sizes(std::move(next_comp_), sizes);
-  std::vector<size_t> which;
-  for (const auto& s : sizes) {
-    which.push_back(s.teacher);
-    data_sized_.push_back(s.assignment());
-  }
-  next_sys_->rebuild_towers(next_comp_, reg_, which);
-  write_record();
+  for (const auto& s : profile::size_towers(next_comp_, *next_sys_, all_, reg_)) data_sized_.push_back(s.assignment());
+  if (!data_sized_.empty()) write_record();
 }
 
 void Increment::cache() {

@@ -383,6 +383,12 @@ std::string module_digest(const ComposedSystem& sys, const std::string& module_n
   return h.hex();
 }
 
+int64_t parameter_count(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
 std::string weights_digest(const ComposedSystem& sys) {
   Sha256 h;
   for (const auto& [name, module] : sys.trainable_modules()) h.update(name + ":" + module_digest(sys, name));

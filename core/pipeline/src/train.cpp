@@ -3,7 +3,6 @@
 #include <nexus/plugin_api.hpp>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -61,20 +60,6 @@ run::RunRecord run_record(const TrainRequest& r, const ComposedSystem& sys) {
   return record;
 }
 
-// Measures the towers' `auto` options on the training data (the same on every worker: the same
-// cache) and rebuilds those towers at their measured sizes.
-std::vector<profile::DataSizedOption> size_towers(config::Composition& comp, ComposedSystem& sys,
-                                                  const std::vector<TaskData>& data, const registry::Registry& reg) {
-  const auto sizes = profile::size_towers(comp, sys, data);
-  if (sizes.empty()) return sizes;
-  comp = profile::with_sizes(std::move(comp), sizes);
-  std::vector<size_t> which;
-  for (const auto& s : sizes)
-    if (std::find(which.begin(), which.end(), s.teacher) == which.end()) which.push_back(s.teacher);
-  sys.rebuild_towers(comp, reg, which);
-  return sizes;
-}
-
 }  // namespace
 
 TrainOutcome train_composition(const TrainRequest& r, const registry::Registry& reg) {
@@ -102,7 +87,7 @@ TrainOutcome train_composition(const TrainRequest& r, const registry::Registry& 
   cache_teachers(comp, sys, store, r, group.get(), out.reporter);
   const auto data = load_task_data(comp, sys, store);
   out.cache_seconds = since(t);
-  const auto sizes = size_towers(comp, sys, data, reg);
+  const auto sizes = profile::size_towers(comp, sys, data, reg);
   if (!sizes.empty()) sys.to(placement);  // the rebuilt towers
 
   if (out.reporter && (!r.resume || !fs::exists(fs::path(out.run_dir) / "run.json"))) {

@@ -20,12 +20,6 @@ namespace nexus::profile {
 
 namespace {
 
-int64_t parameters_of(const Tower& tower) {
-  int64_t n = 0;
-  for (const auto& p : tower.parameters()) n += p.numel();
-  return n;
-}
-
 // Every training row a teacher's tower learns from: its tasks' train splits together, thinned.
 at::Tensor training_rows(const std::vector<TaskData>& data, size_t teacher, int64_t max_rows) {
   std::vector<at::Tensor> parts;
@@ -53,17 +47,16 @@ Redundancy redundancy(const std::string& task, const std::string& dataset, const
   return r;
 }
 
-TowerSize tower_size(const ComposedSystem& sys, const config::Composition& comp, size_t i, const at::Tensor& rows) {
+TowerSize tower_size(const ComposedSystem& sys, const config::Composition& comp, size_t i, const Spectrum& s) {
   const auto& slot = sys.teachers()[i];
   TowerSize t;
   t.teacher = slot.name;
   t.tower = comp.teachers[i].tower.plugin;
-  t.rows = rows.size(0);
+  t.rows = s.rows;
   t.width = slot.tower->in_features();
-  const auto s = spectrum(rows);
   t.rank_99 = s.rank_99;
   t.suggested_rank = suggested_rank(s, slot.tower->in_features(), slot.tower->out_features());
-  t.tower_parameters = parameters_of(*slot.tower);
+  t.tower_parameters = parameter_count(*slot.tower);
   t.lowrank_parameters = (slot.tower->in_features() + slot.tower->out_features()) * t.suggested_rank + slot.tower->out_features();
   t.linear_parameters = (slot.tower->in_features() + 1) * slot.tower->out_features();
   return t;
@@ -114,8 +107,15 @@ CompositionProfile profile_composition(const config::Composition& comp, Composed
     spdlog::info("profiled {} ({} teachers) in {:.1f} s", head.task, readers.size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
-  for (size_t i = 0; i < sys.teachers().size(); ++i)
-    if (const auto rows = training_rows(data, i, options.max_rows); rows.defined()) out.towers.push_back(tower_size(sys, comp, i, rows));
+  for (size_t i = 0; i < sys.teachers().size(); ++i) {
+    // A teacher read by one task only has that task's spectrum already, on the very same rows.
+    std::vector<const TeacherProfile*> own;
+    for (const auto& p : out.teachers)
+      if (p.teacher == sys.teachers()[i].name) own.push_back(&p);
+    if (own.size() == 1) out.towers.push_back(tower_size(sys, comp, i, own[0]->spectrum));
+    else if (const auto rows = training_rows(data, i, options.max_rows); rows.defined())
+      out.towers.push_back(tower_size(sys, comp, i, spectrum(rows)));
+  }
   return out;
 }
 
@@ -204,12 +204,13 @@ std::string DataSizedOption::assignment() const {
   return "teachers." + std::to_string(teacher) + ".tower.options." + option + "=" + std::to_string(value);
 }
 
-std::vector<DataSizedOption> size_towers(const config::Composition& comp, const ComposedSystem& sys,
-                                         const std::vector<TaskData>& data) {
+std::vector<DataSizedOption> size_towers(config::Composition& comp, ComposedSystem& sys, const std::vector<TaskData>& data,
+                                         const registry::Registry& reg) {
   torch::NoGradGuard no_grad;
   std::vector<DataSizedOption> sizes;
+  std::vector<size_t> rebuild;
   for (size_t i = 0; i < comp.teachers.size() && i < sys.teachers().size(); ++i) {
-    for (const auto& [key, value] : comp.teachers[i].tower.options) {
+    for (auto& [key, value] : comp.teachers[i].tower.options) {
       if (value != kDataSized) continue;
       const auto rows = training_rows(data, i, kDefaultMaxRows);
       if (!rows.defined())
@@ -218,16 +219,14 @@ std::vector<DataSizedOption> size_towers(const config::Composition& comp, const 
       const auto& tower = *sys.teachers()[i].tower;
       const auto s = spectrum(rows);
       sizes.push_back({i, key, suggested_rank(s, tower.in_features(), tower.out_features())});
+      value = std::to_string(sizes.back().value);
       spdlog::info("tower of {}: {} = {} ({} of {} components hold {:.0f} % of the variance of {} training rows)",
                    comp.teachers[i].name, key, sizes.back().value, s.rank_99, s.width, kAutoVariance * 100, s.rows);
     }
+    if (!sizes.empty() && sizes.back().teacher == i) rebuild.push_back(i);
   }
+  if (!rebuild.empty()) sys.rebuild_towers(comp, reg, rebuild);
   return sizes;
-}
-
-config::Composition with_sizes(config::Composition comp, const std::vector<DataSizedOption>& sizes) {
-  for (const auto& s : sizes) comp.teachers.at(s.teacher).tower.options[s.option] = std::to_string(s.value);
-  return comp;
 }
 
 std::vector<std::string> initialise_towers(ComposedSystem& sys, const std::vector<TaskData>& data,

@@ -151,6 +151,9 @@ class ComposedSystem {
 // The catalog validation needs, from the registry's usable components.
 config::PluginCatalog plugin_catalog(const registry::Registry& registry);
 
+// How many numbers a module's parameters hold.
+int64_t parameter_count(const torch::nn::Module& module);
+
 // sha256 of one module's parameters and buffers (names and bytes, in a fixed order).
 std::string module_digest(const ComposedSystem& system, const std::string& module_name);
 

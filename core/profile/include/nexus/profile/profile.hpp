@@ -104,10 +104,11 @@ struct DataSizedOption {
   int64_t value = 0;
   std::string assignment() const;  // "teachers.<i>.tower.options.<option>=<value>" (a --set)
 };
-std::vector<DataSizedOption> size_towers(const config::Composition& composition, const ComposedSystem& system,
-                                         const std::vector<TaskData>& data);
-// The composition with those values in place of `auto`.
-config::Composition with_sizes(config::Composition composition, const std::vector<DataSizedOption>& sizes);
+// Measures every `auto` option, writes the value into `composition` in its place, and builds those
+// towers again at their measured size (the same on every worker: the same cache). Returns what
+// it measured, for run.json.
+std::vector<DataSizedOption> size_towers(config::Composition& composition, ComposedSystem& system,
+                                         const std::vector<TaskData>& data, const registry::Registry& registry);
 
 // Starts every tower that implements InitialisedFromData (and is not in `frozen`, by component
 // name "tower.<teacher>") from the principal directions of its standardised training features.
