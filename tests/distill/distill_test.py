@@ -164,6 +164,8 @@ try:
     expect(same_file, "the exported model.safetensors files are byte-identical")
     p = distill(work.path / "s1", check=False)
     expect(p.returncode == 2 and "--resume" in p.stderr, f"a folder with checkpoints needs --resume (exit {p.returncode})")
+    kept = (s2 / "model" / "model.safetensors").read_bytes() == (work.path / "s1" / "model" / "model.safetensors").read_bytes()
+    expect(kept, "the refused distill left the finished student's model.safetensors as it was")
 
     # 3. A bad student file: exit 2, with where.
     bad = work.path / "bad.yaml"

@@ -361,6 +361,9 @@ DistillOutcome distill(const DistillRequest& req, const registry::Registry& reg)
   const auto catalog = plugin_catalog(reg);
   const auto comp = run::load_run_composition(info, catalog);
   const auto teacher = student_teacher(comp, spec);  // the user's mistakes first, before anything is loaded
+  // Before anything is written there: the student folder of a finished run would be overwritten.
+  if (!req.resume && run::latest_checkpoint(req.out_dir))
+    throw InputError(req.out_dir + " already has checkpoints: use --resume, or another folder");
   const auto unlabelled = read_unlabelled(spec.unlabelled);
   auto sys = ComposedSystem::build(comp, reg);
   run::load_run_weights(sys, req.run_dir);
