@@ -35,10 +35,20 @@ void add_increment_options(po::options_description& opts, IncrementRequest& a, c
       ("steps", po::value(&a.steps),
        (prefix + "training steps (default: a quarter of a task's share of the composition's steps, per task trained)").c_str())
       ("force", po::bool_switch(&a.force), (prefix + "write the run even when a task misses its retention contract (marked failing)").c_str())
-      ("compare-full", po::bool_switch(&a.compare_full), (prefix + "also train the final composition from scratch and compare wall times").c_str());
+      ("compare-full", po::bool_switch(&a.compare_full), (prefix + "also train the final composition from scratch and compare wall times").c_str())
+      ("repair", po::value<std::string>()->default_value("auto")->notifier([&a](const std::string& v) { a.repair = parse_repair_policy(v); }),
+       (prefix + "where a changed task would miss its contract (judged on the validation split), widen what trains: "
+                 "auto (stage by stage, only as far as needed: the router, then the towers of that task's modality, then its "
+                 "head), router (the router and new towers only), towers or heads (every stage up to it), none (train nothing)").c_str())
+      ("dry-run", po::bool_switch(&a.dry_run), (prefix + "print the plan and the contracts as they stand; write no run (missing features are cached)").c_str());
 }
 
 int report_increment(const Proof& proof, const IncrementRequest& request, bool json) {
+  if (proof.preview) {
+    if (json) std::cout << preview_json(proof).dump(2) << "\n";
+    else print_preview(proof, std::cout);
+    return kOk;
+  }
   if (json) {
     std::cout << to_json(proof).dump(2) << "\n";
   } else {
@@ -65,7 +75,9 @@ int cmd_add_teacher(const Globals& g, const std::vector<std::string>& args) {
       "the new teachers' features, and trains only their towers and the router (and new heads); every\n"
       "other component is carried over bit for bit. Writes NEWRUN with its composition, checkpoints,\n"
       "evaluation and proof.json (checksums before/after, per-task scores before/after, the new\n"
-      "teachers' probes, wall time). Exits 1 when a task misses its retention contract.\n\nOptions");
+      "teachers' probes, wall time). Where a task would miss its retention contract, the training\n"
+      "widens to the kept towers of its modality, then to its head (--repair). Exits 1 when a task\n"
+      "still misses its contract.\n\nOptions");
   opts.add_options()("teacher", po::value(&teacher_file), "YAML file with the teacher(s) to add")
       ("out", po::value(&a.out), "the new run folder");
   add_common_options(opts, a, json);
@@ -82,17 +94,20 @@ int cmd_remove_teacher(const Globals& g, const std::vector<std::string>& args) {
   std::string teacher;
   po::options_description opts(
       "Usage: nexus remove-teacher RUN --teacher NAME --out NEWRUN [options]\n\n"
-      "Drops a teacher, its tower and its router output from a trained run. Retrains only the router\n"
-      "(or, with --no-retrain, nothing: the remaining gates are renormalised), re-checks the retention\n"
-      "contract on the remaining tasks, and names the tasks no remaining teacher can serve (lost).\n\nOptions");
+      "Drops a teacher, its tower and its router output from a trained run, and names the tasks no\n"
+      "remaining teacher can serve (lost). Retrains the router on the tasks where it still has a\n"
+      "choice; where a task would still miss its retention contract, widens the training to the\n"
+      "remaining towers of its modality, then to its head (--repair), keeping the other tasks close\n"
+      "to the base run and every component no failing task reads bit-identical. --dry-run prints\n"
+      "that plan and the contracts as they stand.\n\nOptions");
   opts.add_options()("teacher", po::value(&teacher), "name of the teacher to remove")
       ("out", po::value(&a.out), "the new run folder")
-      ("no-retrain", po::bool_switch(&no_retrain), "train nothing: keep the router, renormalised over the remaining teachers");
+      ("no-retrain", po::bool_switch(&no_retrain), "train nothing: keep the router, renormalised over the remaining teachers (--repair none)");
   add_common_options(opts, a, json);
   if (!parse_command(args, opts, {{"run", &a.base_run}})) return kOk;
   if (a.base_run.empty() || teacher.empty() || a.out.empty())
     throw UsageError("remove-teacher needs a RUN, --teacher NAME and --out NEWRUN");
-  a.train_router = !no_retrain;
+  if (no_retrain) a.repair = parse_repair_policy("none");
   a.progress = !json;
   return report_increment(remove_teacher(a, teacher, scanned_registry(g)), a, json);
 }

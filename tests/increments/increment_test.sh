@@ -144,5 +144,101 @@ assert p["lost_tasks"] == [] and p["status"] == "ok" and p["frozen_identical"], 
 check "remove an unknown teacher" 2 "$nexus" remove-teacher "$work/text" --teacher nosuch --out "$work/y"
 grep -q "has no teacher 'nosuch' (it has pixels, pooled, paraphrase)" "$work/err" && echo "ok: lists the run's teachers" || { echo "FAIL: unknown teacher message"; cat "$work/err"; failures=$((failures + 1)); }
 
+# Repair: the CNN carried fashion (the router gave it most of the weight), so the other image
+# towers learnt little. Removing it with the router alone misses the contract; the repair widens
+# to those towers only; the text task's components never change.
+check "train the repair base (three image teachers and a text task)" 0 "$nexus" train "$inc/repair_demo.yaml" --run "$work/r3" --json
+check "a dry run prints the plan" 0 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/rx" --dry-run --json
+expect "the dry run names what may widen, what never changes, and the failing contract; writes nothing" '
+import json, os, sys
+p = json.load(open(sys.argv[1]))
+assert p["dry_run"] and p["changed_tasks"] == ["fashion"], p
+assert [s["scope"] for s in p["repair"]["stages"]] == ["router", "towers", "heads"], p["repair"]
+assert p["repair"]["stages"][1]["components"] == ["tower.pixels", "tower.pooled"], p["repair"]["stages"]
+assert p["repair"]["stages"][2]["components"] == ["head.clothes"], p["repair"]["stages"]
+assert {"norm.paraphrase", "tower.paraphrase", "head.fortune_kind"} <= set(p["never_change"]), p["never_change"]
+(now,) = p["validation_now"]
+assert now["task"] == "fashion" and not now["holds"] and now["best_teacher"] == "pixels", now
+assert not os.path.exists(sys.argv[2]) and not os.path.exists(sys.argv[2] + ".partial")
+' "$work/out" "$work/rx"
+check "--repair router: the router alone misses the contract" 1 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/rr" --repair router --json
+expect "the router stage is judged and the run rejected" '
+import json, sys
+p = json.load(open(sys.argv[1]))
+(st,) = p["repair"]["stages"]
+assert st["scope"] == "router" and st["widened"] == ["router"] and not st["validation"][0]["holds"], st
+assert p["status"] == "failing" and p["frozen_identical"], p
+' "$work/rr.rejected/proof.json"
+check "remove with repair (auto)" 0 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/ra" --json
+auto_proof() {  # what every repaired removal must show; argv: proof, the widened components
+  python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+widened = sys.argv[2].split(",")
+roles = {c["name"]: c for c in p["components"]}
+assert sorted(n for n, c in roles.items() if c["role"] == "widened") == sorted(widened), roles
+assert all("fashion" in roles[n]["why"] for n in widened), [roles[n]["why"] for n in widened]
+for n in ["norm.paraphrase", "tower.paraphrase", "head.fortune_kind", "norm.pixels", "norm.pooled"]:
+    assert roles[n]["role"] == "frozen" and roles[n]["identical"], roles[n]
+t = {t["task"]: t for t in p["tasks"]}
+assert t["fortunes"]["after"] == t["fortunes"]["before"], t["fortunes"]
+assert not t["fashion"]["violated"] and p["status"] == "ok" and p["frozen_identical"], t["fashion"]
+' "$@"
+}
+expect "auto widens to the image towers only, and stops once the contract holds" '
+import json, sys
+p = json.load(open(sys.argv[1]))
+stages = p["repair"]["stages"]
+assert [s["scope"] for s in stages] == ["router", "towers"] and stages[-1]["validation"][0]["holds"], stages
+assert not stages[0]["validation"][0]["holds"] and stages[1]["folder"] == "repair/2-towers", stages
+' "$work/out"
+auto_proof "$work/out" "tower.pixels,tower.pooled" && echo "ok: widened towers only; the text task bit-identical" || { echo "FAIL: auto repair proof"; failures=$((failures + 1)); }
+check "--repair heads runs every stage" 0 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/rh" --repair heads --json
+expect "the heads stage widens the fashion head" '
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert [s["scope"] for s in p["repair"]["stages"]] == ["router", "towers", "heads"], p["repair"]
+assert p["repair"]["stages"][2]["widened"] == ["head.clothes"], p["repair"]["stages"][2]
+' "$work/out"
+auto_proof "$work/rh/proof.json" "tower.pixels,tower.pooled,head.clothes" && echo "ok: heads stage; the text task bit-identical" || { echo "FAIL: heads repair proof"; failures=$((failures + 1)); }
+check "train --from with the CNN dropped by hand" 0 "$nexus" train "$inc/repair_demo_without_cnn.yaml" --from "$work/r3" --run "$work/rf" --json
+expect "train --from repairs the same way, to the same weights as remove-teacher" '
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert b["kind"] == "train --from" and b["removed_teachers"] == ["cnn"], b
+assert [s["scope"] for s in b["repair"]["stages"]] == [s["scope"] for s in a["repair"]["stages"]], b["repair"]
+assert {c["name"]: c["after"] for c in a["components"]} == {c["name"]: c["after"] for c in b["components"]}
+' "$work/ra/proof.json" "$work/rf/proof.json"
+# Adding the CNN to the two-teacher base misses the contract with the router and the new tower
+# alone (fashion's frozen head was fitted to weaker features); the repair widens the kept towers.
+check "train --from adding the CNN, repaired" 0 "$nexus" train "$plus_cnn" --from "$work/base" --run "$work/cnn-repaired" --set retention.default=0.97 --json
+expect "the first stage misses the contract, a widened one keeps it; the kept norms stay" '
+import json, sys
+p = json.load(open(sys.argv[1]))
+stages = p["repair"]["stages"]
+assert len(stages) >= 2 and not stages[0]["validation"][0]["holds"] and stages[-1]["validation"][0]["holds"], stages
+assert stages[1]["widened"] == ["tower.pixels", "tower.pooled"], stages[1]
+roles = {c["name"]: c["role"] for c in p["components"]}
+assert roles["tower.pixels"] == "widened" and roles["norm.pixels"] == "frozen" and roles["tower.cnn"] == "new", roles
+assert p["status"] == "ok" and p["frozen_identical"] and not p["tasks"][0]["violated"], p["tasks"]
+' "$work/cnn-repaired/proof.json"
+# Killed in the towers stage, then resumed: the same weights as the uninterrupted repair.
+"$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/rk" --repair heads --json >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1500); do
+  [ -e "$work/rk.partial/repair/2-towers/checkpoints/latest" ] && break
+  sleep 0.02
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+check "resume the killed repair" 0 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/rk" --repair heads --resume --json
+expect "the resumed repair reached bitwise the same weights" '
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert {c["name"]: c["after"] for c in a["components"]} == {c["name"]: c["after"] for c in b["components"]}
+assert [s["steps"] for s in a["repair"]["stages"]] == [s["steps"] for s in b["repair"]["stages"]]
+' "$work/rh/proof.json" "$work/rk/proof.json"
+check "--repair takes only known scopes" 2 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/ry" --repair everything
+grep -q "repair takes auto, router, towers, heads or none" "$work/err" && echo "ok: names the scopes" || { echo "FAIL: scope message"; cat "$work/err"; failures=$((failures + 1)); }
+
 echo "increment: $failures failed"
 [ "$failures" = 0 ]

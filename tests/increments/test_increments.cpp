@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include <sstream>
+
 #include <nexus/plugin_api.hpp>
 
 #include "nexus/config/composition.hpp"
@@ -11,6 +13,9 @@
 #include "nexus/increments/edit.hpp"
 #include "nexus/increments/plan.hpp"
 #include "nexus/increments/proof.hpp"
+#include "nexus/increments/repair.hpp"
+#include "nexus/data/task_features.hpp"
+#include "nexus/model/inference.hpp"
 #include "nexus/model/system.hpp"
 #include "test_support.hpp"
 
@@ -197,4 +202,157 @@ TEST_CASE("proof.json: checksums where they exist, the verdict from violations a
   CHECK(out.str().find("tower.a") != std::string::npos);
   CHECK(out.str().find("identical") != std::string::npos);
   CHECK(out.str().find("status: failing") != std::string::npos);
+}
+
+namespace {
+
+// Two tensor teachers on one task and an image teacher on another, each task with its head.
+std::string two_modalities() {
+  return "nexus: 1\nname: repair\nshared_dim: 8\nteachers:\n" + teacher("a", 6) + teacher("b", 4) +
+         torchscript_teacher("i", "image", "[1, 2, 2]", "def forward(self, x):\\n    return x.flatten(1)") +
+         "router: {plugin: softmax}\nheads:\n  - {name: cls, task: synth, outputs: 3, plugin: linear}\n"
+         "  - {name: pic, task: pics, outputs: 2, plugin: linear}\nlosses:\n  - {plugin: cross_entropy, head: cls}\n"
+         "  - {plugin: cross_entropy, head: pic}\ndata:\n  tasks:\n    synth: {dataset: none, modality: tensor}\n"
+         "    pics: {dataset: none, modality: image}\nretention: {default: 0.9, tasks: {pics: 0.5}}\n";
+}
+
+std::set<std::string> everything(const ComposedSystem& sys) {
+  std::set<std::string> all;
+  for (const auto& [name, module] : sys.trainable_modules()) all.insert(name);
+  return all;
+}
+
+TaskData task_data(const std::string& task, const std::string& head, std::vector<int64_t> widths, int64_t classes) {
+  TaskData d;
+  d.task = task;
+  d.head = head;
+  for (const auto w : widths) {
+    d.train.push_back(w ? torch::randn({40, w}) : at::Tensor());
+    d.val.push_back(w ? torch::randn({30, w}) : at::Tensor());
+  }
+  d.train_labels = torch::randint(classes, {40}, torch::kLong);
+  d.val_labels = torch::randint(classes, {30}, torch::kLong);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("repair policy: auto widens as needed up to heads; a named scope runs every stage up to it") {
+  CHECK(parse_repair_policy("auto").scope == RepairScope::Heads);
+  CHECK(parse_repair_policy("auto").when == RepairPolicy::When::AsNeeded);
+  CHECK(parse_repair_policy("towers").scope == RepairScope::Towers);
+  CHECK(parse_repair_policy("towers").when == RepairPolicy::When::Always);
+  CHECK(parse_repair_policy("none").scope == RepairScope::None);
+  CHECK(to_string(parse_repair_policy("auto")) == "auto");
+  CHECK(to_string(parse_repair_policy("heads")) == "heads");
+  CHECK_THROWS_WITH_AS(parse_repair_policy("all"), doctest::Contains("auto, router, towers, heads or none"), InputError);
+}
+
+TEST_CASE("repair widening: towers of the failing task's modality, then its head; never another modality's, never norms") {
+  Systems s;
+  const auto comp = s.load(two_modalities());
+  const auto sys = s.build(comp, 3);
+  const std::vector<ContractCheck> checks{{"synth", "a", 0.5, 0.8, 0.625, 0.9}};
+  auto frozen = everything(sys);
+  frozen.erase("router");
+
+  const auto towers = widen(RepairScope::Towers, {"synth"}, comp, sys, frozen, checks);
+  CHECK(towers.components == std::vector<std::string>{"tower.a", "tower.b"});
+  CHECK(towers.why.at("tower.a") == "validation retention synth 0.6250 < 0.90");
+  // A tower that already trains (a new teacher's) is not widened again.
+  auto partly = frozen;
+  partly.erase("tower.b");
+  CHECK(widen(RepairScope::Towers, {"synth"}, comp, sys, partly, checks).components == std::vector<std::string>{"tower.a"});
+
+  const auto heads = widen(RepairScope::Heads, {"synth"}, comp, sys, frozen, checks);
+  CHECK(heads.components == std::vector<std::string>{"head.cls"});
+  // The image task's own stages touch only its components; the router stage widens nothing.
+  CHECK(widen(RepairScope::Towers, {"pics"}, comp, sys, frozen, {}).components == std::vector<std::string>{"tower.i"});
+  CHECK(widen(RepairScope::Towers, {"pics"}, comp, sys, frozen, {}).why.at("tower.i") == "--repair towers (pics)");
+  // Both kinds of reason, for the tasks of an explicit scope that would have kept their contract.
+  const std::vector<ContractCheck> one_fails{{"synth", "a", 0.5, 0.8, 0.625, 0.9}, {"pics", "i", 0.9, 0.9, 1.0, 0.5}};
+  CHECK(widen(RepairScope::Heads, {"synth", "pics"}, comp, sys, frozen, one_fails).why.at("head.cls") ==
+        "validation retention synth 0.6250 < 0.90");
+  CHECK(widen(RepairScope::Heads, {"synth", "pics"}, comp, sys, frozen, one_fails).why.at("head.pic") == "--repair heads (pics)");
+  CHECK(widen(RepairScope::Heads, {"pics"}, comp, sys, frozen, {}).components == std::vector<std::string>{"head.pic"});
+  CHECK(widen(RepairScope::Router, {"synth", "pics"}, comp, sys, frozen, checks).components.empty());
+  for (const auto scope : {RepairScope::Towers, RepairScope::Heads})
+    for (const auto& name : widen(scope, {"synth", "pics"}, comp, sys, frozen, checks).components)
+      CHECK(name.rfind("norm.", 0) == std::string::npos);
+}
+
+TEST_CASE("repair: a task is trained only when something that trains can change its outputs") {
+  Systems s;
+  const auto comp = s.load(two_modalities());
+  auto sys = s.build(comp, 4);
+  const auto synth = task_data("synth", "cls", {6, 4, 0}, 3);
+  const auto pics = task_data("pics", "pic", {0, 0, 4}, 2);
+  auto frozen = everything(sys);
+  CHECK_FALSE(can_change(sys, synth, frozen));
+  CHECK_FALSE(can_change(sys, pics, frozen));
+  frozen.erase("router");  // two teachers weigh synth; the image teacher alone has weight exactly 1
+  CHECK(can_change(sys, synth, frozen));
+  CHECK_FALSE(can_change(sys, pics, frozen));
+  auto towers = everything(sys);
+  towers.erase("tower.a");
+  CHECK(can_change(sys, synth, towers));
+  CHECK_FALSE(can_change(sys, pics, towers));
+  auto head = everything(sys);
+  head.erase("head.pic");
+  CHECK(can_change(sys, pics, head));
+  CHECK_FALSE(can_change(sys, synth, head));
+}
+
+TEST_CASE("repair: the contract is judged on the validation split against the best probe's validation accuracy") {
+  Systems s;
+  const auto comp = s.load(two_modalities());
+  auto sys = s.build(comp, 5);
+  const auto synth = task_data("synth", "cls", {6, 4, 0}, 3);
+  ProbeScore a, b;
+  a.teacher = "a";
+  a.val_accuracy = 0.4;
+  a.test_accuracy = 0.9;  // the test split never decides
+  b.teacher = "b";
+  b.val_accuracy = 0.5;
+  b.test_accuracy = 0.1;
+  const auto c = check_contract(comp, sys, synth, {a, b});
+  const double composite =
+      (head_outputs(sys, synth.val, "synth", "cls").argmax(1) == synth.val_labels).to(torch::kDouble).mean().item<double>();
+  CHECK(c.task == "synth");
+  CHECK(c.best_teacher == "b");
+  CHECK(c.best_probe == 0.5);
+  CHECK(c.composite == doctest::Approx(composite));
+  CHECK(c.retention == doctest::Approx(composite / 0.5));
+  CHECK(c.contract == 0.9);
+  CHECK(c.holds() == (composite / 0.5 >= 0.9));
+  CHECK(check_contract(comp, sys, task_data("pics", "pic", {0, 0, 4}, 2), {b}).contract == 0.5);  // retention.tasks
+}
+
+TEST_CASE("proof.json: repair stages round-trip, widened components say why") {
+  RepairStage st{RepairScope::Towers, {"tower.a"}, {"synth"}, 75, "repair/2-towers",
+                 {{"synth", "a", 0.7, 0.8, 0.875, 0.97}}, {{"tower.a", "synth would miss its contract"}}};
+  const auto back = repair_stage_from_json(to_json(st));
+  CHECK(back.scope == RepairScope::Towers);
+  CHECK(back.widened == st.widened);
+  CHECK(back.why == st.why);
+  CHECK(back.steps == 75);
+  CHECK(back.folder == "repair/2-towers");
+  REQUIRE(back.checks.size() == 1);
+  CHECK_FALSE(back.checks[0].holds());
+  CHECK(back.checks[0].retention == 0.875);
+  Proof p;
+  p.kind = "remove-teacher";
+  p.repair_policy = "auto";
+  p.stages = {st};
+  p.components.push_back({"tower.a", "widened", std::string("0011"), "2233", std::nullopt, "synth would miss its contract"});
+  const auto j = to_json(p);
+  CHECK(j["repair"]["policy"] == "auto");
+  CHECK(j["repair"]["stages"][0]["validation"][0]["holds"] == false);
+  CHECK(j["components"][0]["why"] == "synth would miss its contract");
+  std::ostringstream out;
+  print_proof(p, out);
+  CHECK(out.str().find("widened by the repair") != std::string::npos);
+  CHECK(out.str().find("2. towers  also trains tower.a on synth, 75 steps") == std::string::npos);  // one stage: numbered 1
+  CHECK(out.str().find("1. towers  trains tower.a on synth, 75 steps") != std::string::npos);
+  CHECK(out.str().find("synth 0.7000 / 0.8000 (a) = 0.8750 < 0.97  would fail") != std::string::npos);
 }

@@ -230,9 +230,12 @@ ProbeScore probe_score(const config::Composition& comp, const ProbeSubject& subj
                        const std::vector<SplitFeatures>& reports, const EvalOptions& options) {
   const int64_t budget = probe_budget(comp);
   const auto key = probe_key(subject.fingerprint, train, val, test, reports, comp.trainer, budget);
-  const auto file = fs::path(options.probe_dir) / (head.task + "." + subject.name + ".json");
+  const auto name = head.task + "." + subject.name + ".json";
+  const auto file = fs::path(options.probe_dir) / name;
   if (!options.probe_dir.empty())
     if (auto stored = stored_probe(file, key, subject.name)) return *stored;
+  if (!options.reuse_dir.empty())
+    if (auto stored = stored_probe(fs::path(options.reuse_dir) / name, key, subject.name)) return *stored;
   const auto started = std::chrono::steady_clock::now();
   auto p = train_probe(subject.name, train, val, test, reports, subject.slot, head.outputs, comp.trainer, budget, subject.seed);
   spdlog::info("probe {} on {}: {} steps in {:.1f} s, test accuracy {:.4f}", subject.name, head.task, budget,
@@ -280,8 +283,7 @@ void score_concat_probe(const config::Composition& comp, const ComposedSystem& s
 
 void judge_retention(const config::Composition& comp, TaskEvaluation& te, Evaluation& ev) {
   te.retention = te.best_probe > 0 ? te.accuracy / te.best_probe : 0.0;
-  const auto it = comp.retention.per_task.find(te.task);
-  te.contract = it != comp.retention.per_task.end() ? it->second : comp.retention.default_min;
+  te.contract = retention_contract(comp, te.task);
   te.violated = te.contract > 0 && te.retention < te.contract;
   if (!te.violated) return;
   char line[256];
@@ -290,7 +292,42 @@ void judge_retention(const config::Composition& comp, TaskEvaluation& te, Evalua
   ev.violations.push_back(line);
 }
 
+// Each reading teacher's probe on the task, on splits already loaded.
+std::vector<ProbeScore> probes_on(const config::Composition& comp, const ComposedSystem& sys, const config::HeadSpec& head,
+                                  const SplitFeatures& train, const SplitFeatures& val, const SplitFeatures& test,
+                                  const std::vector<SplitFeatures>& reports, const EvalOptions& options) {
+  std::vector<ProbeScore> probes;
+  for (size_t i = 0; i < sys.teachers().size(); ++i) {
+    if (!train.features[i].defined()) continue;
+    const auto& slot = sys.teachers()[i];
+    const ProbeSubject subject{slot.name, slot.teacher->fingerprint().str(), i, uint64_t(comp.trainer.seed) * 1000003u + i};
+    probes.push_back(probe_score(comp, subject, head, train, val, test, reports, options));
+  }
+  return probes;
+}
+
+std::vector<SplitFeatures> report_splits(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
+                                         const std::string& task) {
+  std::vector<SplitFeatures> reports;
+  for (const auto& split : comp.tasks.at(task).report_splits()) reports.push_back(load_split_features(comp, sys, store, task, split));
+  return reports;
+}
+
 }  // namespace
+
+double retention_contract(const config::Composition& comp, const std::string& task) {
+  const auto it = comp.retention.per_task.find(task);
+  return it != comp.retention.per_task.end() ? it->second : comp.retention.default_min;
+}
+
+std::vector<ProbeScore> teacher_probes(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
+                                       const config::HeadSpec& head, const EvalOptions& options) {
+  torch::NoGradGuard no_grad;
+  if (!options.probe_dir.empty()) fs::create_directories(options.probe_dir);
+  return probes_on(comp, sys, head, load_split_features(comp, sys, store, head.task, "train"),
+                   load_split_features(comp, sys, store, head.task, "val"),
+                   load_split_features(comp, sys, store, head.task, "test"), report_splits(comp, sys, store, head.task), options);
+}
 
 Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
                     const EvalOptions& options) {
@@ -307,23 +344,16 @@ Evaluation evaluate(const config::Composition& comp, ComposedSystem& sys, cache:
     const auto train = load_split_features(comp, sys, store, head.task, "train");
     const auto val = load_split_features(comp, sys, store, head.task, "val");
     const auto test = load_split_features(comp, sys, store, head.task, "test");
-    std::vector<SplitFeatures> reports;
-    for (const auto& split : comp.tasks.at(head.task).report_splits())
-      reports.push_back(load_split_features(comp, sys, store, head.task, split));
+    const auto reports = report_splits(comp, sys, store, head.task);
     te.split = test.split;
     te.rows = test.labels.size(0);
     score_composite(sys, head, test, te);
-    for (size_t i = 0; i < sys.teachers().size(); ++i) {
-      if (!train.features[i].defined()) continue;
-      const auto& slot = sys.teachers()[i];
-      const ProbeSubject subject{slot.name, slot.teacher->fingerprint().str(), i, uint64_t(comp.trainer.seed) * 1000003u + i};
-      const auto p = probe_score(comp, subject, head, train, val, test, reports, options);
+    te.probes = probes_on(comp, sys, head, train, val, test, reports, options);
+    for (const auto& p : te.probes)
       if (p.test_accuracy > te.best_probe || te.best_teacher.empty()) {
         te.best_probe = p.test_accuracy;
         te.best_teacher = p.teacher;
       }
-      te.probes.push_back(p);
-    }
     score_concat_probe(comp, sys, head, train, val, test, reports, options, te);
     judge_retention(comp, te, ev);
     score_reports(sys, head, reports, te);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <tuple>
 
 #include "nexus/base/files.hpp"
 #include "nexus/data/caching.hpp"
@@ -17,6 +18,7 @@
 #include "nexus/increments/carry_over.hpp"
 #include "nexus/increments/edit.hpp"
 #include "nexus/increments/plan.hpp"
+#include "nexus/increments/repair.hpp"
 #include "nexus/model/inference.hpp"
 #include "nexus/model/system.hpp"
 #include "nexus/pipeline/train.hpp"
@@ -74,6 +76,15 @@ class Increment {
   void size_towers();
   void select_tasks();
   TrainResult train();
+  int64_t stage_steps() const;
+  void train_plan(TrainResult& result);
+  std::vector<ContractCheck> contract_checks();
+  bool resume_repaired(TrainResult& result);
+  void repair(TrainResult& result);
+  void widen_stage(const Widening& widening, int n, TrainResult& result);
+  TrainOptions train_options(const std::string& run_dir) const;
+  Proof preview();
+  std::vector<LostTask> lost_tasks() const;
   Proof prove(const TrainResult& result);
   std::vector<ComponentProof> components(bool& frozen_ok);
   std::vector<TaskProof> task_rows(const Evaluation& ev);
@@ -93,6 +104,9 @@ class Increment {
   std::unique_ptr<cache::FeatureCache> store_;
   std::vector<TaskData> all_, data_;
   std::vector<std::string> trained_tasks_;
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> references_;  // task -> the base composite's train, val outputs
+  std::map<std::string, std::vector<ProbeScore>> probes_;                // task -> its teachers' probes
+  std::vector<RepairStage> stages_;
   std::vector<std::string> data_sized_;  // `auto` tower options as measured (run.json's data_sized)
   bool any_reference_ = false;
   PhaseTimes ph_;
@@ -121,7 +135,7 @@ void Increment::plan() {
   require_task_data(next_comp_);
   torch::manual_seed(uint64_t(next_comp_.trainer.seed));  // fresh towers and router rows draw from it
   next_sys_ = std::make_unique<ComposedSystem>(ComposedSystem::build(next_comp_, reg_));
-  plan_ = plan_increment(base_comp_, *base_sys_, next_comp_, *next_sys_, r_.train_router);
+  plan_ = plan_increment(base_comp_, *base_sys_, next_comp_, *next_sys_, r_.repair.scope != RepairScope::None);
   check_plan(plan_, next_comp_, *next_sys_, r_.base_run);
   for (const auto& n : plan_.notes) spdlog::warn("{}", n);
   if (const auto why = carry_over(plan_, *base_sys_, *next_sys_); !why.empty())
@@ -174,48 +188,38 @@ void Increment::cache() {
   size_towers();
 }
 
-// What the increment can change, and what the old composite said there (anti-forgetting).
+// What the increment can change with what it trains now, and what the old composite said there
+// (anti-forgetting). Called again when a repair widens what trains.
 void Increment::select_tasks() {
+  data_.clear();
+  trained_tasks_.clear();
   for (const auto& td : all_) {
-    bool affected = contains(plan_.added_heads, td.head);
-    for (size_t i = 0; i < next_sys_->teachers().size(); ++i)
-      affected = affected || (td.train[i].defined() && contains(plan_.added_teachers, next_sys_->teachers()[i].name));
-    affected = affected || (plan_.router_trained && router_matters(*next_sys_, td.val, td.task));
-    if (!affected) continue;
+    if (!can_change(*next_sys_, td, plan_.frozen)) continue;
     TaskData d = td;
-    if (contains(plan_.kept_heads, td.head) && r_.kl_weight > 0) {
+    if (contains(plan_.kept_heads, td.head) && r_.kl_weight > 0 && !references_.count(td.task)) {
       const auto btrain = load_split_features(base_comp_, *base_sys_, *store_, td.task, "train");
       const auto bval = load_split_features(base_comp_, *base_sys_, *store_, td.task, "val");
       if (btrain.labels.size(0) == td.train_labels.size(0) && btrain.labels.equal(td.train_labels) &&
           bval.labels.equal(td.val_labels)) {
-        d.train_reference = head_outputs(*base_sys_, btrain.features, td.task, td.head);
-        d.val_reference = head_outputs(*base_sys_, bval.features, td.task, td.head);
-        any_reference_ = true;
+        references_[td.task] = {head_outputs(*base_sys_, btrain.features, td.task, td.head),
+                                head_outputs(*base_sys_, bval.features, td.task, td.head)};
       } else {
         spdlog::warn("task '{}' uses other rows than in the base run: no anti-forgetting term for it", td.task);
+        references_[td.task] = {};
       }
+    }
+    if (const auto it = references_.find(td.task); it != references_.end() && it->second.first.defined()) {
+      std::tie(d.train_reference, d.val_reference) = it->second;
+      any_reference_ = true;
     }
     trained_tasks_.push_back(td.task);
     data_.push_back(std::move(d));
   }
 }
 
-// Phase 1, solo: each new tower alone drives the (frozen) heads of the tasks its teacher serves;
-// the router, with one teacher to weigh there, has no say. Next to trained towers a fresh one
-// would be gated away before it learnt anything (to the router it is noise), and gated away it
-// gets almost no gradient: the composite then creeps up over thousands of steps instead of
-// hundreds. Phase 2 trains the towers and the router together on the real mixture.
-TrainResult Increment::train() {
-  auto tcomp = next_comp_;
-  // Default budget: a quarter of what each task gets in a full run, per task trained. One tower
-  // per new teacher learns, against fixed heads, and the solo phase gets it there fast (the demo:
-  // 400 steps reach the new teacher's own probe score; a full run of the same composition takes 2400).
-  const int64_t per_task = std::max<int64_t>(1, (probe_budget(next_comp_) + 3) / 4);
-  const int64_t steps = plan_.trained.empty() || data_.empty() ? 0 : r_.steps > 0 ? r_.steps : per_task * int64_t(data_.size());
-  tcomp.trainer.steps = steps;
-  tcomp.trainer.warmup_steps = std::min(tcomp.trainer.warmup_steps, steps / 4);
+TrainOptions Increment::train_options(const std::string& run_dir) const {
   TrainOptions to;
-  to.run_dir = staging_.string();
+  to.run_dir = run_dir;
   to.resume = r_.resume;
   to.progress = r_.progress;
   to.frozen = plan_.frozen;
@@ -225,9 +229,29 @@ TrainResult Increment::train() {
     to.anti_forgetting = reg_.create_loss("kl", ko);
     to.anti_forgetting_weight = r_.kl_weight;
   }
+  return to;
+}
+
+// Default budget of a stage: a quarter of what each task gets in a full run, per task trained.
+// One tower per new teacher learns, against fixed heads, and the solo phase gets it there fast
+// (the demo: 400 steps reach the new teacher's own probe score; a full run of the same
+// composition takes 2400).
+int64_t Increment::stage_steps() const {
+  const int64_t per_task = std::max<int64_t>(1, (probe_budget(next_comp_) + 3) / 4);
+  return plan_.trained.empty() || data_.empty() ? 0 : r_.steps > 0 ? r_.steps : per_task * int64_t(data_.size());
+}
+
+// The plan's own stage, in two phases. Solo: each new tower alone drives the (frozen) heads of
+// the tasks its teacher serves; the router, with one teacher to weigh there, has no say. Next to
+// trained towers a fresh one would be gated away before it learnt anything (to the router it is
+// noise), and gated away it gets almost no gradient: the composite then creeps up over thousands
+// of steps instead of hundreds. Then the towers and the router together on the real mixture.
+void Increment::train_plan(TrainResult& result) {
+  auto tcomp = next_comp_;
+  const int64_t steps = stage_steps();
+  const auto to = train_options(staging_.string());
   spdlog::info("training {} on {} for {} steps; frozen: {}", join_or(plan_.trained, "-"), join_or(trained_tasks_, "-"), steps,
                plan_.frozen.size());
-  const auto t = Clock::now();
   const int64_t solo_steps =
       steps == 0 || plan_.added_teachers.empty() ? 0 : r_.solo_steps >= 0 ? std::min(r_.solo_steps, steps) : steps / 2;
   if (solo_steps > 0 && !fs::exists(staging_ / "checkpoints" / "latest")) {
@@ -257,9 +281,105 @@ TrainResult Increment::train() {
   tcomp.trainer.steps = steps - solo_steps;
   tcomp.trainer.warmup_steps = std::min(next_comp_.trainer.warmup_steps, tcomp.trainer.steps / 4);
   // Training on no task still writes the carried-over weights as the run's checkpoint.
-  const auto result = nexus::train(tcomp, *next_sys_, data_.empty() ? all_ : data_, to);
-  ph_.train = since(t);
+  result = nexus::train(tcomp, *next_sys_, data_.empty() ? all_ : data_, to);
   ph_.steps += result.steps;
+  if (steps > 0) stages_.push_back({RepairScope::Router, plan_.trained, trained_tasks_, ph_.steps, ".", {}, {}});
+}
+
+// Each changed task's contract on the validation split, against its teachers' probes (reused from
+// the base run where their key matches, else trained and kept in the run's probes/).
+std::vector<ContractCheck> Increment::contract_checks() {
+  EvalOptions eo;
+  if (!r_.dry_run) eo.probe_dir = (staging_ / "probes").string();  // a dry run writes nothing
+  eo.reuse_dir = (fs::path(r_.base_run) / "probes").string();
+  eo.progress = r_.progress;
+  std::vector<ContractCheck> checks;
+  for (const auto& d : data_) {
+    const auto& head = *std::find_if(next_comp_.heads.begin(), next_comp_.heads.end(), [&](const auto& h) { return h.name == d.head; });
+    if (!probes_.count(d.task)) probes_[d.task] = teacher_probes(next_comp_, *next_sys_, *store_, head, eo);
+    checks.push_back(check_contract(next_comp_, *next_sys_, d, probes_.at(d.task)));
+  }
+  return checks;
+}
+
+// A resumed repair whose stages all finished (repair/stages.json): the last stage's weights and
+// the stages as recorded.
+bool Increment::resume_repaired(TrainResult& result) {
+  const auto file = staging_ / "repair" / "stages.json";
+  if (!r_.resume || !fs::exists(file)) return false;
+  for (const auto& j : nlohmann::json::parse(read_file(file))) stages_.push_back(repair_stage_from_json(j));
+  for (const auto& st : stages_) {
+    if (st.folder == ".") continue;  // the plan's own stage: plan_ has it already
+    for (const auto& name : st.widened) {
+      plan_.frozen.erase(name);
+      plan_.trained.push_back(name);
+    }
+  }
+  for (const auto& st : stages_) ph_.steps += st.steps;
+  select_tasks();
+  run::load_run_weights(*next_sys_, (staging_ / stages_.back().folder).string());
+  result.steps = ph_.steps;
+  return true;
+}
+
+// One widening stage: the components made trainable, then training from the weights as they are.
+void Increment::widen_stage(const Widening& w, int n, TrainResult& result) {
+  for (const auto& name : w.components) {
+    plan_.frozen.erase(name);
+    plan_.trained.push_back(name);
+  }
+  select_tasks();
+  RepairStage st{w.scope, w.components, trained_tasks_, stage_steps(), "repair/" + std::to_string(n) + "-" + to_string(w.scope), {}, w.why};
+  spdlog::info("repair stage {} ({}): also training {} on {} for {} steps", n, to_string(w.scope), join(w.components),
+               join_or(trained_tasks_, "-"), st.steps);
+  auto tcomp = next_comp_;
+  tcomp.trainer.steps = st.steps;
+  tcomp.trainer.warmup_steps = std::min(next_comp_.trainer.warmup_steps, st.steps / 4);
+  auto to = train_options((staging_ / st.folder).string());
+  to.start = StartFrom::CurrentWeights;
+  result = nexus::train(tcomp, *next_sys_, data_, to);
+  ph_.steps += result.steps;
+  st.steps = result.steps;
+  st.checks = contract_checks();
+  stages_.push_back(std::move(st));
+}
+
+// Widens what trains while a changed task would miss its contract (or, for an explicit scope,
+// through every stage up to it), then makes the last stage's weights the run's checkpoint.
+void Increment::repair(TrainResult& result) {
+  if (stages_.empty()) return;
+  stages_.front().checks = contract_checks();
+  int n = 1;
+  for (const auto scope : {RepairScope::Towers, RepairScope::Heads}) {
+    if (scope > r_.repair.scope) break;
+    std::vector<std::string> tasks;
+    for (const auto& c : stages_.back().checks)
+      if (r_.repair.when == RepairPolicy::When::Always || !c.holds()) tasks.push_back(c.task);
+    if (tasks.empty()) break;
+    const auto w = widen(scope, tasks, next_comp_, *next_sys_, plan_.frozen, stages_.back().checks);
+    if (!w.components.empty()) widen_stage(w, ++n, result);
+  }
+  if (stages_.size() == 1) return;
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& st : stages_) stages.push_back(to_json(st));
+  run::write_json_file((staging_ / "repair" / "stages.json").string(), stages.dump(1));
+  const auto name = run::checkpoint_name(ph_.steps);
+  run::write_checkpoint(staging_.string(), name, next_sys_->trainable_modules(), nullptr, "");
+  run::set_best_checkpoint(staging_.string(), name);
+}
+
+TrainResult Increment::train() {
+  const auto t = Clock::now();
+  TrainResult result;
+  if (!resume_repaired(result)) {
+    train_plan(result);
+    repair(result);
+  } else {
+    const auto name = run::checkpoint_name(ph_.steps);  // written again: the resume may have come before it was
+    run::write_checkpoint(staging_.string(), name, next_sys_->trainable_modules(), nullptr, "");
+    run::set_best_checkpoint(staging_.string(), name);
+  }
+  ph_.train = since(t);
   return result;
 }
 
@@ -284,6 +404,11 @@ std::vector<ComponentProof> Increment::components(bool& frozen_ok) {
     } else {
       c.role = before_.count(name) ? "trained" : "new";
       if (before_.count(name)) c.before = before_.at(name);
+      for (const auto& st : stages_)
+        if (const auto it = st.why.find(name); it != st.why.end()) {
+          c.role = "widened";
+          c.why = it->second;
+        }
     }
     out.push_back(c);
   }
@@ -323,6 +448,8 @@ Proof Increment::prove(const TrainResult& result) {
   p.trained = plan_.trained;
   p.trained_tasks = trained_tasks_;
   p.notes = plan_.notes;
+  p.repair_policy = to_string(r_.repair);
+  p.stages = stages_;
   p.kl_weight = any_reference_ ? r_.kl_weight : 0.0;
   p.kl_temperature = r_.kl_temperature;
   p.components = components(p.frozen_identical);
@@ -334,11 +461,58 @@ Proof Increment::prove(const TrainResult& result) {
   ph_.eval = since(t);
   p.violations = p.evaluation.violations;
   p.tasks = task_rows(p.evaluation);
+  p.lost_tasks = lost_tasks();
+  p.timing = ph_;
+  return p;
+}
+
+std::vector<LostTask> Increment::lost_tasks() const {
+  std::vector<LostTask> lost;
   for (const auto& h : base_comp_.heads)
     if (contains(plan_.removed_heads, h.name))
-      p.lost_tasks.push_back({h.task, h.name, "no remaining teacher takes " + base_comp_.tasks.at(h.task).modality +
-                                                  " inputs (removed: " + join_or(plan_.removed_teachers, "-") + ")"});
-  p.timing = ph_;
+      lost.push_back({h.task, h.name, "no remaining teacher takes " + base_comp_.tasks.at(h.task).modality +
+                                          " inputs (removed: " + join_or(plan_.removed_teachers, "-") + ")"});
+  return lost;
+}
+
+// --dry-run: the plan and the stages a repair may take, and (when no teacher is added) each
+// changed task's contract as it stands with nothing trained. Writes nothing but missing features.
+Proof Increment::preview() {
+  store_ = std::make_unique<cache::FeatureCache>(feature_cache_root(r_.cache_root));
+  CachingOptions co;
+  co.progress = r_.progress;
+  co.dtype = r_.fp16_cache ? cache::DType::F16 : cache::DType::F32;
+  cache_features(next_comp_, *next_sys_, *store_, co);  // the run reuses them
+  all_ = load_task_data(next_comp_, *next_sys_, *store_);
+  select_tasks();
+  IncrementPreview v;
+  v.frozen.assign(plan_.frozen.begin(), plan_.frozen.end());
+  v.trained = plan_.trained;
+  v.changed_tasks = trained_tasks_;
+  if (r_.repair.scope != RepairScope::None && !plan_.trained.empty())
+    v.stages.push_back({RepairScope::Router, plan_.trained, trained_tasks_, stage_steps(), ".", {}, {}});
+  auto frozen = plan_.frozen;
+  for (const auto scope : {RepairScope::Towers, RepairScope::Heads}) {
+    if (scope > r_.repair.scope || v.stages.empty()) break;
+    const auto w = widen(scope, trained_tasks_, next_comp_, *next_sys_, frozen, {});
+    for (const auto& name : w.components) frozen.erase(name);
+    v.stages.push_back({scope, w.components, {}, 0, "", {}, w.why});
+  }
+  for (const auto& [name, module] : next_sys_->trainable_modules())
+    if (frozen.count(name) && name != "router") v.never_change.push_back(name);
+  if (plan_.added_teachers.empty()) v.now = contract_checks();
+  else v.no_prediction = "teachers are added (" + join(plan_.added_teachers) + "): their towers are untrained until the run";
+  Proof p;
+  p.kind = next_.kind;
+  p.base_run = absolute(r_.base_run);
+  p.run = out_.string();
+  p.added_teachers = plan_.added_teachers;
+  p.removed_teachers = plan_.removed_teachers;
+  p.added_heads = plan_.added_heads;
+  p.notes = plan_.notes;
+  p.repair_policy = to_string(r_.repair);
+  p.lost_tasks = lost_tasks();
+  p.preview = std::move(v);
   return p;
 }
 
@@ -378,6 +552,7 @@ void Increment::settle(Proof& p) {
 
 Proof Increment::run() {
   plan();
+  if (r_.dry_run) return preview();
   stage();
   cache();
   select_tasks();

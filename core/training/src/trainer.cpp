@@ -278,12 +278,14 @@ void Run::start(TrainResult& result) {
   } else {
     if (writer_ && latest)
       throw TrainingError("run folder " + options_.run_dir + " already has checkpoints: use --resume, or another folder");
-    std::vector<std::vector<at::Tensor>> per_teacher(sys_.teachers().size());
-    for (const auto& task : data_)
-      for (size_t i = 0; i < task.train.size() && i < per_teacher.size(); ++i)
-        if (!options_.frozen.count("norm." + sys_.teachers()[i].name)) per_teacher[i].push_back(task.train[i]);
-    sys_.fit_feature_norms(per_teacher);
-    initialise_towers_from_data();
+    if (options_.start == StartFrom::Data) {
+      std::vector<std::vector<at::Tensor>> per_teacher(sys_.teachers().size());
+      for (const auto& task : data_)
+        for (size_t i = 0; i < task.train.size() && i < per_teacher.size(); ++i)
+          if (!options_.frozen.count("norm." + sys_.teachers()[i].name)) per_teacher[i].push_back(task.train[i]);
+      sys_.fit_feature_norms(per_teacher);
+      initialise_towers_from_data();
+    }
     projections_ = compute_projections();
     const auto v = validate(sys_, data_, projections_, 0, options_);
     s.initial_variance = v.variance;

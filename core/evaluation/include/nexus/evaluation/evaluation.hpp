@@ -70,11 +70,22 @@ struct Evaluation {
 
 struct EvalOptions {
   std::string probe_dir;  // where probe weights and scores are kept and reused; "" = not kept
+  std::string reuse_dir;  // another run's probes/ folder: scores stored there are reused, never written
   bool progress = true;
 };
 
 // The steps each teacher's probe gets on a task: what the composite's trainer gave each task.
 int64_t probe_budget(const config::Composition& composition);
+
+// The minimum retention the composition asks of a task (retention.tasks, else retention.default;
+// 0 = no contract).
+double retention_contract(const config::Composition& composition, const std::string& task);
+
+// Each teacher's own linear probe on a head's task, for the teachers that take its modality
+// (composition order): reused when stored under the same key (options.probe_dir, then
+// options.reuse_dir), else trained and stored in options.probe_dir.
+std::vector<ProbeScore> teacher_probes(const config::Composition& composition, ComposedSystem& system,
+                                       cache::FeatureCache& store, const config::HeadSpec& head, const EvalOptions& options);
 
 // `system` holds the weights to score (see load_run_weights). Needs complete cache entries of
 // every task's train, val and test splits (cache_features builds them).

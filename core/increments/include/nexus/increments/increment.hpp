@@ -9,6 +9,10 @@
 //    composite's outputs become the anti-forgetting reference (KL).
 // 4. train in two phases: each new tower alone against the frozen heads (solo), then the new
 //    towers and the router together.
+// 4b. repair: where a changed task would still miss its contract (judged on the validation
+//    split), widen what trains, one stage at a time: the towers of that task's modality, then its
+//    head (repair.hpp). Each stage trains in <out>/repair/N-SCOPE; the last one's weights become
+//    the run's checkpoint.
 // 5. prove: checksums of every module as written to disk, scores before and after, the new
 //    teachers' probes (proof.hpp); the folder becomes <out> when every retention contract holds
 //    and every frozen checksum is unchanged (or `force`), else <out>.rejected.
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "nexus/increments/proof.hpp"
+#include "nexus/increments/repair.hpp"
 
 namespace nexus {
 namespace registry {
@@ -31,7 +36,8 @@ struct IncrementRequest {
   double kl_weight = 0.5, kl_temperature = 2.0;
   int64_t steps = 0;                        // 0 = a quarter of each task's share of trainer.steps, per task trained
   int64_t solo_steps = -1;                  // of those, new towers alone first (-1 = half)
-  bool train_router = true;                 // false: keep the router, renormalised over the remaining teachers
+  RepairPolicy repair;                      // scope None: train nothing, the router renormalised over the remaining teachers
+  bool dry_run = false;                     // only plan: Proof::preview, nothing written but missing features
   bool resume = false;                      // continue <out>.partial
   bool force = false;                       // keep the run even when it fails its contracts (marked failing)
   bool compare_full = false;                // also train the final composition from scratch

@@ -25,11 +25,37 @@ struct PhaseTimes {
 
 struct ComponentProof {
   std::string name;
-  std::string role;                    // frozen, trained, new, or mapped (a router not trained)
+  std::string role;                    // frozen, trained, new, widened (by a repair) or mapped (a router not trained)
   std::optional<std::string> before;   // sha256 of the base run's module, where it had one
   std::string after;
   std::optional<bool> identical;       // frozen components only
+  std::string why;                     // widened components: the contract that asked for it
 };
+
+// The stages of a repair (repair.hpp): router < towers < heads. None: nothing is trained.
+enum class RepairScope { None, Router, Towers, Heads };
+std::string to_string(RepairScope scope);
+
+// A task's contract judged on the validation split, after a repair stage.
+struct ContractCheck {
+  std::string task, best_teacher;
+  double composite = 0, best_probe = 0, retention = 0, contract = 0;  // validation accuracies
+  bool holds() const { return contract <= 0 || retention >= contract; }
+};
+
+// One stage of training in an incremental run: the first is the plan's own (router, new towers);
+// each further one widens it (repair.hpp).
+struct RepairStage {
+  RepairScope scope = RepairScope::Router;
+  std::vector<std::string> widened;    // what this stage added to what trains (the first: all it trains)
+  std::vector<std::string> trained_tasks;
+  int64_t steps = 0;
+  std::string folder;                  // its checkpoints and metrics, relative to the run
+  std::vector<ContractCheck> checks;   // the changed tasks, after the stage
+  std::map<std::string, std::string> why;  // widened component -> the failing tasks that asked for it
+};
+nlohmann::json to_json(const RepairStage& stage);
+RepairStage repair_stage_from_json(const nlohmann::json& j);
 
 struct TaskProof {
   std::string task;
@@ -51,6 +77,17 @@ struct FullRetrain {
   std::map<std::string, double> accuracy;  // per task
 };
 
+// What an increment would do (--dry-run): the plan, the stages a repair may take, and for a change
+// that adds no teacher, each changed task's contract judged now, on the validation split, with
+// nothing trained (the router renormalised over the remaining teachers).
+struct IncrementPreview {
+  std::vector<std::string> frozen, trained, changed_tasks;
+  std::vector<std::string> never_change;    // frozen, and no repair stage may widen them
+  std::vector<RepairStage> stages;          // `widened`: at most these, stage by stage (no checks)
+  std::vector<ContractCheck> now;
+  std::string no_prediction;                // why `now` is empty
+};
+
 struct Proof {
   std::string kind, base_run, run;
   std::vector<std::string> added_teachers, removed_teachers, added_heads, trained, trained_tasks, notes, violations;
@@ -59,6 +96,8 @@ struct Proof {
   std::vector<ComponentProof> components;
   bool frozen_identical = true;
   std::vector<TaskProof> tasks;
+  std::string repair_policy;           // --repair as given
+  std::vector<RepairStage> stages;     // empty when nothing was trained
   PhaseTimes timing;
   bool stopped_early = false;
   std::optional<FullRetrain> full_retrain;
@@ -68,11 +107,15 @@ struct Proof {
   // Not part of proof.json: what the command reports besides it.
   Evaluation evaluation;       // the new run's
   std::string folder;          // where the run was left: `run`, or <run>.rejected when it failed
+  std::optional<IncrementPreview> preview;  // a dry run: only kind, base_run, run, teachers, lost tasks, notes and this
 };
 
 // proof.json's content ("format": 1).
 nlohmann::json to_json(const Proof& proof);
 // The human summary: components, tasks before and after, wall time, status.
 void print_proof(const Proof& proof, std::ostream& out);
+// A dry run's plan (proof.preview), as printed and as --json gives it.
+void print_preview(const Proof& proof, std::ostream& out);
+nlohmann::json preview_json(const Proof& proof);
 
 }  // namespace nexus

@@ -28,8 +28,15 @@ namespace dist {
 class ProcessGroup;
 }
 
+// How a run that is not resumed starts: fitting the trainable teachers' feature statistics and
+// starting data-aware towers from their training features (a fresh system), or from the weights
+// the modules already hold (an incremental run widening components it carried over: refitting or
+// re-initialising them would throw away what the base run learnt).
+enum class StartFrom { Data, CurrentWeights };
+
 struct TrainOptions {
   std::string run_dir;
+  StartFrom start = StartFrom::Data;
   bool resume = false;
   bool progress = true;
   int max_rollbacks = 20;          // then give up: the run is diverging
