@@ -33,11 +33,11 @@ void add_increment_options(po::options_description& opts, IncrementRequest& a, c
   opts.add_options()("kl-weight", po::value(&a.kl_weight)->default_value(a.kl_weight),
                      (prefix + "weight of the anti-forgetting KL term between the old and the new composite on the old tasks").c_str())
       ("steps", po::value(&a.steps),
-       (prefix + "training steps (default: a quarter of a task's share of the composition's steps, per task trained)").c_str())
+       (prefix + "training steps of each stage (default: a quarter of a task's share of the composition's steps, per task trained)").c_str())
       ("force", po::bool_switch(&a.force), (prefix + "write the run even when a task misses its retention contract (marked failing)").c_str())
       ("compare-full", po::bool_switch(&a.compare_full), (prefix + "also train the final composition from scratch and compare wall times").c_str())
       ("repair", po::value<std::string>()->default_value("auto")->notifier([&a](const std::string& v) { a.repair = parse_repair_policy(v); }),
-       (prefix + "where a changed task would miss its contract (judged on the validation split), widen what trains: "
+       (prefix + "where a changed task misses its contract (as the gate judges it), widen what trains: "
                  "auto (stage by stage, only as far as needed: the router, then the towers of that task's modality, then its "
                  "head), router (the router and new towers only), towers or heads (every stage up to it), none (train nothing)").c_str())
       ("dry-run", po::bool_switch(&a.dry_run), (prefix + "print the plan and the contracts as they stand; write no run (missing features are cached)").c_str());

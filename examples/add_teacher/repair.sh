@@ -2,7 +2,7 @@
 # Removing the teacher that carried the text tasks, and the repair that keeps the contracts
 # (docs/adding-a-teacher.md, section 5):
 #   1. a quickstart run and its distilled student: `nexus distill` fine-tunes paraphrase-MiniLM-L3
-#      end to end on the composition's outputs (about 10 min on 2 cores); STUDENT_RUN names an
+#      end to end on the composition's outputs (10 to 21 min on 2 cores, by machine); STUDENT_RUN names an
 #      existing student run to reuse instead, BASE_RUN an existing quickstart run;
 #   2. the quickstart with that MiniLM fine-tune as a third text teacher, trained from scratch: the
 #      router gives it nearly all the text weight, so the other text towers learn little;

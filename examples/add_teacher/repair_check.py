@@ -30,8 +30,8 @@ expect(router_only["status"] == "failing" and router_only["violations"],
 
 print("with the repair (--repair auto):")
 for st in repaired["repair"]["stages"]:
-    checks = ", ".join(f"{c['task']} {c['retention']:.4f}" for c in st["validation"])
-    print(f"      {st['scope']}: {', '.join(st['widened'])}; validation retention {checks}")
+    checks = ", ".join(f"{c['task']} {c['retention']:.4f}" for c in st["checks"])
+    print(f"      {st['scope']}: {', '.join(st['widened'])}; retention after it {checks}")
 for name, t in tasks(repaired).items():
     expect(not t["violated"], f"{name}: {t['before']:.4f} -> {t['after']:.4f}, retention {t['retention']:.4f} "
                               f">= contract {t['contract']}")

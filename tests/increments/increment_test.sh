@@ -157,7 +157,7 @@ assert [s["scope"] for s in p["repair"]["stages"]] == ["router", "towers", "head
 assert p["repair"]["stages"][1]["components"] == ["tower.pixels", "tower.pooled"], p["repair"]["stages"]
 assert p["repair"]["stages"][2]["components"] == ["head.clothes"], p["repair"]["stages"]
 assert {"norm.paraphrase", "tower.paraphrase", "head.fortune_kind"} <= set(p["never_change"]), p["never_change"]
-(now,) = p["validation_now"]
+(now,) = p["now"]
 assert now["task"] == "fashion" and not now["holds"] and now["best_teacher"] == "pixels", now
 assert not os.path.exists(sys.argv[2]) and not os.path.exists(sys.argv[2] + ".partial")
 ' "$work/out" "$work/rx"
@@ -166,7 +166,7 @@ expect "the router stage is judged and the run rejected" '
 import json, sys
 p = json.load(open(sys.argv[1]))
 (st,) = p["repair"]["stages"]
-assert st["scope"] == "router" and st["widened"] == ["router"] and not st["validation"][0]["holds"], st
+assert st["scope"] == "router" and st["widened"] == ["router"] and not st["checks"][0]["holds"], st
 assert p["status"] == "failing" and p["frozen_identical"], p
 ' "$work/rr.rejected/proof.json"
 check "remove with repair (auto)" 0 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/ra" --json
@@ -189,8 +189,8 @@ expect "auto widens to the image towers only, and stops once the contract holds"
 import json, sys
 p = json.load(open(sys.argv[1]))
 stages = p["repair"]["stages"]
-assert [s["scope"] for s in stages] == ["router", "towers"] and stages[-1]["validation"][0]["holds"], stages
-assert not stages[0]["validation"][0]["holds"] and stages[1]["folder"] == "repair/2-towers", stages
+assert [s["scope"] for s in stages] == ["router", "towers"] and stages[-1]["checks"][0]["holds"], stages
+assert not stages[0]["checks"][0]["holds"] and stages[1]["folder"] == "repair/2-towers", stages
 ' "$work/out"
 auto_proof "$work/out" "tower.pixels,tower.pooled" && echo "ok: widened towers only; the text task bit-identical" || { echo "FAIL: auto repair proof"; failures=$((failures + 1)); }
 check "--repair heads runs every stage" 0 "$nexus" remove-teacher "$work/r3" --teacher cnn --out "$work/rh" --repair heads --json
@@ -216,7 +216,7 @@ expect "the first stage misses the contract, a widened one keeps it; the kept no
 import json, sys
 p = json.load(open(sys.argv[1]))
 stages = p["repair"]["stages"]
-assert len(stages) >= 2 and not stages[0]["validation"][0]["holds"] and stages[-1]["validation"][0]["holds"], stages
+assert len(stages) >= 2 and not stages[0]["checks"][0]["holds"] and stages[-1]["checks"][0]["holds"], stages
 assert stages[1]["widened"] == ["tower.pixels", "tower.pooled"], stages[1]
 roles = {c["name"]: c["role"] for c in p["components"]}
 assert roles["tower.pixels"] == "widened" and roles["norm.pixels"] == "frozen" and roles["tower.cnn"] == "new", roles

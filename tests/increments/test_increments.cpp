@@ -258,7 +258,7 @@ TEST_CASE("repair widening: towers of the failing task's modality, then its head
 
   const auto towers = widen(RepairScope::Towers, {"synth"}, comp, sys, frozen, checks);
   CHECK(towers.components == std::vector<std::string>{"tower.a", "tower.b"});
-  CHECK(towers.why.at("tower.a") == "validation retention synth 0.6250 < 0.90");
+  CHECK(towers.why.at("tower.a") == "retention synth 0.6250 < 0.90");
   // A tower that already trains (a new teacher's) is not widened again.
   auto partly = frozen;
   partly.erase("tower.b");
@@ -272,7 +272,7 @@ TEST_CASE("repair widening: towers of the failing task's modality, then its head
   // Both kinds of reason, for the tasks of an explicit scope that would have kept their contract.
   const std::vector<ContractCheck> one_fails{{"synth", "a", 0.5, 0.8, 0.625, 0.9}, {"pics", "i", 0.9, 0.9, 1.0, 0.5}};
   CHECK(widen(RepairScope::Heads, {"synth", "pics"}, comp, sys, frozen, one_fails).why.at("head.cls") ==
-        "validation retention synth 0.6250 < 0.90");
+        "retention synth 0.6250 < 0.90");
   CHECK(widen(RepairScope::Heads, {"synth", "pics"}, comp, sys, frozen, one_fails).why.at("head.pic") == "--repair heads (pics)");
   CHECK(widen(RepairScope::Heads, {"pics"}, comp, sys, frozen, {}).components == std::vector<std::string>{"head.pic"});
   CHECK(widen(RepairScope::Router, {"synth", "pics"}, comp, sys, frozen, checks).components.empty());
@@ -303,21 +303,24 @@ TEST_CASE("repair: a task is trained only when something that trains can change 
   CHECK_FALSE(can_change(sys, synth, head));
 }
 
-TEST_CASE("repair: the contract is judged on the validation split against the best probe's validation accuracy") {
+TEST_CASE("repair: the contract is judged as the gate judges it: the test split against the best probe's test accuracy") {
   Systems s;
   const auto comp = s.load(two_modalities());
   auto sys = s.build(comp, 5);
-  const auto synth = task_data("synth", "cls", {6, 4, 0}, 3);
+  SplitFeatures test;
+  test.features = {torch::randn({30, 6}), torch::randn({30, 4}), at::Tensor()};
+  test.labels = torch::randint(3, {30}, torch::kLong);
   ProbeScore a, b;
   a.teacher = "a";
-  a.val_accuracy = 0.4;
-  a.test_accuracy = 0.9;  // the test split never decides
+  a.val_accuracy = 0.9;  // a probe's validation accuracy (selected on it) never decides
+  a.test_accuracy = 0.4;
   b.teacher = "b";
-  b.val_accuracy = 0.5;
-  b.test_accuracy = 0.1;
-  const auto c = check_contract(comp, sys, synth, {a, b});
+  b.val_accuracy = 0.1;
+  b.test_accuracy = 0.5;
+  const auto& head = comp.heads.at(0);
+  const auto c = check_contract(comp, sys, test, head, {a, b});
   const double composite =
-      (head_outputs(sys, synth.val, "synth", "cls").argmax(1) == synth.val_labels).to(torch::kDouble).mean().item<double>();
+      (head_outputs(sys, test.features, "synth", "cls").argmax(1) == test.labels).to(torch::kDouble).mean().item<double>();
   CHECK(c.task == "synth");
   CHECK(c.best_teacher == "b");
   CHECK(c.best_probe == 0.5);
@@ -325,11 +328,14 @@ TEST_CASE("repair: the contract is judged on the validation split against the be
   CHECK(c.retention == doctest::Approx(composite / 0.5));
   CHECK(c.contract == 0.9);
   CHECK(c.holds() == (composite / 0.5 >= 0.9));
-  CHECK(check_contract(comp, sys, task_data("pics", "pic", {0, 0, 4}, 2), {b}).contract == 0.5);  // retention.tasks
+  SplitFeatures pics;
+  pics.features = {at::Tensor(), at::Tensor(), torch::randn({10, 4})};
+  pics.labels = torch::randint(2, {10}, torch::kLong);
+  CHECK(check_contract(comp, sys, pics, comp.heads.at(1), {b}).contract == 0.5);  // retention.tasks
 }
 
 TEST_CASE("proof.json: repair stages round-trip, widened components say why") {
-  RepairStage st{RepairScope::Towers, {"tower.a"}, {"synth"}, 75, "repair/2-towers",
+  RepairStage st{RepairScope::Towers, {"tower.a"}, {"synth"}, 75, 40, "repair/2-towers",
                  {{"synth", "a", 0.7, 0.8, 0.875, 0.97}}, {{"tower.a", "synth would miss its contract"}}};
   const auto back = repair_stage_from_json(to_json(st));
   CHECK(back.scope == RepairScope::Towers);
@@ -347,7 +353,8 @@ TEST_CASE("proof.json: repair stages round-trip, widened components say why") {
   p.components.push_back({"tower.a", "widened", std::string("0011"), "2233", std::nullopt, "synth would miss its contract"});
   const auto j = to_json(p);
   CHECK(j["repair"]["policy"] == "auto");
-  CHECK(j["repair"]["stages"][0]["validation"][0]["holds"] == false);
+  CHECK(j["repair"]["stages"][0]["checks"][0]["holds"] == false);
+  CHECK(back.best_step == 40);
   CHECK(j["components"][0]["why"] == "synth would miss its contract");
   std::ostringstream out;
   print_proof(p, out);
@@ -355,4 +362,8 @@ TEST_CASE("proof.json: repair stages round-trip, widened components say why") {
   CHECK(out.str().find("2. towers  also trains tower.a on synth, 75 steps") == std::string::npos);  // one stage: numbered 1
   CHECK(out.str().find("1. towers  trains tower.a on synth, 75 steps") != std::string::npos);
   CHECK(out.str().find("synth 0.7000 / 0.8000 (a) = 0.8750 < 0.97  would fail") != std::string::npos);
+  p.stages[0].best_step = 0;
+  std::ostringstream kept;
+  print_proof(p, kept);
+  CHECK(kept.str().find("kept the weights it started from") == std::string::npos);  // only said of a widening stage
 }

@@ -44,6 +44,39 @@ TEST_CASE("report: curves from metrics.jsonl: training, validation, rollbacks wi
   CHECK(c.at("early_stop") == true);
 }
 
+TEST_CASE("report: an incremental run's repair stages continue its curves, each from where the previous one ended") {
+  TempDir dir;
+  const auto run = dir.path / "run";
+  fs::create_directories(run / "repair" / "2-towers");
+  std::ofstream(run / "metrics.jsonl") << R"({"loss":1.5,"step":10,"task":"a"})" << "\n"
+                                        << R"({"step":20,"val_accuracy":{"a":0.5},"val_loss":1.2})" << "\n"
+                                        << R"({"best_step":20,"early_stop":false,"step":20})" << "\n";
+  std::ofstream(run / "repair" / "2-towers" / "metrics.jsonl")
+      << R"({"loss":0.9,"step":5,"task":"a"})" << "\n"
+      << R"({"lr_factor":0.5,"rollback":"validation loss","step":8,"to":"step-00000004"})" << "\n"
+      << R"({"step":10,"val_accuracy":{"a":0.7},"val_loss":0.8})" << "\n"
+      << R"({"best_step":10,"early_stop":true,"step":10})" << "\n";
+  fs::create_directories(dir.path / "abs");  // outside the run, named by an absolute path
+  std::ofstream(dir.path / "abs" / "metrics.jsonl") << R"({"loss":0.1,"step":5,"task":"a"})" << "\n";
+  std::ofstream(run / "proof.json") << R"({"repair": {"policy": "auto", "stages": [
+      {"scope": "router", "folder": ".", "widened": ["router"]},
+      {"scope": "towers", "folder": "repair/2-towers", "widened": ["tower.a"]},
+      {"scope": "heads", "folder": "../../elsewhere", "widened": ["head.a"]},
+      {"scope": "heads", "folder": ")" << (dir.path / "abs").string() << R"(", "widened": ["head.a"]}]}})";
+  const auto c = report::report_data(run.string(), config::Composition{}, nullptr).at("curves");
+  REQUIRE(c.at("train").size() == 2);
+  CHECK(c.at("train")[1].at("step") == 25);
+  REQUIRE(c.at("validation").size() == 2);
+  CHECK(c.at("validation")[1].at("step") == 30);
+  REQUIRE(c.at("rollbacks").size() == 1);
+  CHECK(c.at("rollbacks")[0].at("step") == 28);
+  CHECK(c.at("rollbacks")[0].at("to_step") == 24);
+  CHECK(c.at("best_step") == 30);  // the run's weights: the last stage's best
+  CHECK(c.at("early_stop") == true);
+  // One marker, where the towers stage began; a folder outside the run is never read.
+  CHECK(c.at("stages") == nlohmann::json::parse(R"([{"step": 20, "scope": "towers", "widened": ["tower.a"]}])"));
+}
+
 TEST_CASE("report: the page embeds Chart.js and the data once each; nothing in the data can end its script element") {
   const nlohmann::json data{{"title", "</script><script>alert(1)</script>"}, {"tasks", {"/*@NEXUS_CHARTJS@*/"}}};
   const auto page = report::render_html(data);

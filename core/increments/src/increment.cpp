@@ -81,7 +81,7 @@ class Increment {
   std::vector<ContractCheck> contract_checks();
   bool resume_repaired(TrainResult& result);
   void repair(TrainResult& result);
-  void widen_stage(const Widening& widening, int n, TrainResult& result);
+  void widen_stage(const Widening& widening, const std::vector<std::string>& failing, int n, TrainResult& result);
   TrainOptions train_options(const std::string& run_dir) const;
   Proof preview();
   std::vector<LostTask> lost_tasks() const;
@@ -106,6 +106,7 @@ class Increment {
   std::vector<std::string> trained_tasks_;
   std::map<std::string, std::pair<at::Tensor, at::Tensor>> references_;  // task -> the base composite's train, val outputs
   std::map<std::string, std::vector<ProbeScore>> probes_;                // task -> its teachers' probes
+  std::map<std::string, SplitFeatures> tests_;                           // task -> its test split, for the checks
   std::vector<RepairStage> stages_;
   std::vector<std::string> data_sized_;  // `auto` tower options as measured (run.json's data_sized)
   bool any_reference_ = false;
@@ -283,11 +284,12 @@ void Increment::train_plan(TrainResult& result) {
   // Training on no task still writes the carried-over weights as the run's checkpoint.
   result = nexus::train(tcomp, *next_sys_, data_.empty() ? all_ : data_, to);
   ph_.steps += result.steps;
-  if (steps > 0) stages_.push_back({RepairScope::Router, plan_.trained, trained_tasks_, ph_.steps, ".", {}, {}});
+  if (steps > 0) stages_.push_back({RepairScope::Router, plan_.trained, trained_tasks_, ph_.steps, result.best_step, ".", {}, {}});
 }
 
-// Each changed task's contract on the validation split, against its teachers' probes (reused from
-// the base run where their key matches, else trained and kept in the run's probes/).
+// Each changed task's contract as the gate judges it: the composite on the test split against its
+// teachers' probes (reused from the base run where their key matches, else trained and kept in
+// the run's probes/). A task without a contract is not judged.
 std::vector<ContractCheck> Increment::contract_checks() {
   EvalOptions eo;
   if (!r_.dry_run) eo.probe_dir = (staging_ / "probes").string();  // a dry run writes nothing
@@ -295,9 +297,11 @@ std::vector<ContractCheck> Increment::contract_checks() {
   eo.progress = r_.progress;
   std::vector<ContractCheck> checks;
   for (const auto& d : data_) {
+    if (retention_contract(next_comp_, d.task) <= 0) continue;  // nothing to keep, nothing to judge
     const auto& head = *std::find_if(next_comp_.heads.begin(), next_comp_.heads.end(), [&](const auto& h) { return h.name == d.head; });
     if (!probes_.count(d.task)) probes_[d.task] = teacher_probes(next_comp_, *next_sys_, *store_, head, eo);
-    checks.push_back(check_contract(next_comp_, *next_sys_, d, probes_.at(d.task)));
+    if (!tests_.count(d.task)) tests_.emplace(d.task, load_split_features(next_comp_, *next_sys_, *store_, d.task, "test"));
+    checks.push_back(check_contract(next_comp_, *next_sys_, tests_.at(d.task), head, probes_.at(d.task)));
   }
   return checks;
 }
@@ -323,13 +327,18 @@ bool Increment::resume_repaired(TrainResult& result) {
 }
 
 // One widening stage: the components made trainable, then training from the weights as they are.
-void Increment::widen_stage(const Widening& w, int n, TrainResult& result) {
+// The tasks that miss their contract train without the anti-forgetting term: they are what the
+// stage must change (held to the base run's outputs, an added teacher's gain would be undone);
+// every other task it trains keeps the term.
+void Increment::widen_stage(const Widening& w, const std::vector<std::string>& failing, int n, TrainResult& result) {
   for (const auto& name : w.components) {
     plan_.frozen.erase(name);
     plan_.trained.push_back(name);
   }
   select_tasks();
-  RepairStage st{w.scope, w.components, trained_tasks_, stage_steps(), "repair/" + std::to_string(n) + "-" + to_string(w.scope), {}, w.why};
+  for (auto& d : data_)
+    if (contains(failing, d.task)) d.train_reference = d.val_reference = at::Tensor();
+  RepairStage st{w.scope, w.components, trained_tasks_, stage_steps(), 0, "repair/" + std::to_string(n) + "-" + to_string(w.scope), {}, w.why};
   spdlog::info("repair stage {} ({}): also training {} on {} for {} steps", n, to_string(w.scope), join(w.components),
                join_or(trained_tasks_, "-"), st.steps);
   auto tcomp = next_comp_;
@@ -340,6 +349,7 @@ void Increment::widen_stage(const Widening& w, int n, TrainResult& result) {
   result = nexus::train(tcomp, *next_sys_, data_, to);
   ph_.steps += result.steps;
   st.steps = result.steps;
+  st.best_step = result.best_step;
   st.checks = contract_checks();
   stages_.push_back(std::move(st));
 }
@@ -352,12 +362,14 @@ void Increment::repair(TrainResult& result) {
   int n = 1;
   for (const auto scope : {RepairScope::Towers, RepairScope::Heads}) {
     if (scope > r_.repair.scope) break;
-    std::vector<std::string> tasks;
+    std::vector<std::string> failing;
     for (const auto& c : stages_.back().checks)
-      if (r_.repair.when == RepairPolicy::When::Always || !c.holds()) tasks.push_back(c.task);
+      if (!c.holds()) failing.push_back(c.task);
+    // An explicit scope widens for every changed task, judged or not.
+    const auto tasks = r_.repair.when == RepairPolicy::When::Always ? trained_tasks_ : failing;
     if (tasks.empty()) break;
     const auto w = widen(scope, tasks, next_comp_, *next_sys_, plan_.frozen, stages_.back().checks);
-    if (!w.components.empty()) widen_stage(w, ++n, result);
+    if (!w.components.empty()) widen_stage(w, failing, ++n, result);
   }
   if (stages_.size() == 1) return;
   nlohmann::json stages = nlohmann::json::array();
@@ -408,6 +420,7 @@ std::vector<ComponentProof> Increment::components(bool& frozen_ok) {
         if (const auto it = st.why.find(name); it != st.why.end()) {
           c.role = "widened";
           c.why = it->second;
+          if (st.best_step == 0) c.why += "; its stage kept the weights it started from (validation loss did not improve)";
         }
     }
     out.push_back(c);
@@ -490,13 +503,13 @@ Proof Increment::preview() {
   v.trained = plan_.trained;
   v.changed_tasks = trained_tasks_;
   if (r_.repair.scope != RepairScope::None && !plan_.trained.empty())
-    v.stages.push_back({RepairScope::Router, plan_.trained, trained_tasks_, stage_steps(), ".", {}, {}});
+    v.stages.push_back({RepairScope::Router, plan_.trained, trained_tasks_, stage_steps(), 0, ".", {}, {}});
   auto frozen = plan_.frozen;
   for (const auto scope : {RepairScope::Towers, RepairScope::Heads}) {
     if (scope > r_.repair.scope || v.stages.empty()) break;
     const auto w = widen(scope, trained_tasks_, next_comp_, *next_sys_, frozen, {});
     for (const auto& name : w.components) frozen.erase(name);
-    v.stages.push_back({scope, w.components, {}, 0, "", {}, w.why});
+    v.stages.push_back({scope, w.components, {}, 0, 0, "", {}, w.why});
   }
   for (const auto& [name, module] : next_sys_->trainable_modules())
     if (frozen.count(name) && name != "router") v.never_change.push_back(name);

@@ -32,13 +32,14 @@ std::string check_text(const ContractCheck& c) {
 void print_stages(const Proof& p, std::ostream& out) {
   if (p.stages.empty()) return;
   out << "\n  training stages (--repair " << p.repair_policy
-      << "; contracts judged on the validation split: composite / best probe = retention):\n";
+      << "; after each, the contracts as the gate judges them: composite / best probe = retention on the test split):\n";
   int n = 0;
   for (const auto& st : p.stages) {
     char line[128];
     std::snprintf(line, sizeof line, "    %d. %-7s ", ++n, to_string(st.scope).c_str());
     out << line << (n == 1 ? "trains " : "also trains ") << join_or(st.widened, "-") << " on "
-        << join_or(st.trained_tasks, "-") << ", " << st.steps << " steps\n";
+        << join_or(st.trained_tasks, "-") << ", " << st.steps << " steps"
+        << (n > 1 && st.best_step == 0 ? " (kept the weights it started from: validation loss did not improve)" : "") << "\n";
     for (const auto& c : st.checks) out << "                " << check_text(c) << (c.holds() ? "" : "  would fail") << "\n";
   }
 }
@@ -66,7 +67,7 @@ void print_components(const Proof& p, std::ostream& out) {
   bool header = false;
   for (const auto& c : p.components) {
     if (c.role != "widened") continue;
-    if (!header) out << "  widened by the repair (trained on from the base run's weights; why: the tasks that asked for it):\n";
+    if (!header) out << "  widened by the repair (trained on from the base run's weights; why: the tasks that missed their contracts):\n";
     header = true;
     std::snprintf(line, sizeof line, "    %-28s %.16s -> %.16s  %s\n", c.name.c_str(), c.before.value_or("").c_str(),
                   c.after.c_str(), c.why.c_str());
@@ -131,7 +132,7 @@ nlohmann::json to_json(const RepairStage& st) {
     checks.push_back({{"task", c.task}, {"composite", c.composite}, {"best_probe", c.best_probe}, {"best_teacher", c.best_teacher},
                       {"retention", c.retention}, {"contract", c.contract}, {"holds", c.holds()}});
   return {{"scope", to_string(st.scope)}, {"widened", st.widened}, {"why", st.why}, {"trained_tasks", st.trained_tasks},
-          {"steps", st.steps},            {"folder", st.folder},   {"validation", checks}};
+          {"steps", st.steps},            {"best_step", st.best_step}, {"folder", st.folder}, {"checks", checks}};
 }
 
 RepairStage repair_stage_from_json(const nlohmann::json& j) {
@@ -143,8 +144,9 @@ RepairStage repair_stage_from_json(const nlohmann::json& j) {
   st.why = j.at("why").get<std::map<std::string, std::string>>();
   st.trained_tasks = j.at("trained_tasks").get<std::vector<std::string>>();
   st.steps = j.at("steps");
+  st.best_step = j.value("best_step", int64_t(0));
   st.folder = j.at("folder");
-  for (const auto& c : j.at("validation"))
+  for (const auto& c : j.at("checks"))
     st.checks.push_back({c.at("task"), c.at("best_teacher"), c.at("composite"), c.at("best_probe"), c.at("retention"),
                          c.at("contract")});
   return st;
@@ -218,7 +220,7 @@ nlohmann::json preview_json(const Proof& p) {
                    {"frozen", v.frozen},       {"trained", v.trained},
                    {"changed_tasks", v.changed_tasks}, {"never_change", v.never_change},
                    {"repair", {{"policy", p.repair_policy}, {"stages", stages}}},
-                   {"validation_now", now},    {"notes", p.notes}};
+                   {"now", now},               {"notes", p.notes}};
   if (!v.no_prediction.empty()) j["no_prediction"] = v.no_prediction;
   return j;
 }
@@ -233,7 +235,7 @@ void print_preview(const Proof& p, std::ostream& out) {
   if (v.stages.empty()) out << "  stages: none (nothing is trained)\n";
   else
     out << "  stages (--repair " << p.repair_policy
-        << (p.repair_policy == "auto" ? "; a stage runs only while a task would miss its contract on the validation split)"
+        << (p.repair_policy == "auto" ? "; a stage runs only while a task misses its contract, as the gate judges it)"
                                       : "; every stage up to it runs)")
         << ":\n";
   int n = 0;
@@ -248,7 +250,7 @@ void print_preview(const Proof& p, std::ostream& out) {
     out << "  contracts not judged now: " << v.no_prediction << "\n";
     return;
   }
-  out << "  now, with nothing trained (the router renormalised over the remaining teachers), on the validation split:\n";
+  out << "  now, with nothing trained (the router renormalised over the remaining teachers):\n";
   for (const auto& c : v.now) out << "    " << check_text(c) << (c.holds() ? "" : "  would fail") << "\n";
 }
 

@@ -29,26 +29,26 @@ std::string to_string(const RepairPolicy& p) {
   return p.when == RepairPolicy::When::AsNeeded ? "auto" : to_string(p.scope);
 }
 
-ContractCheck check_contract(const config::Composition& comp, ComposedSystem& sys, const TaskData& data,
-                             const std::vector<ProbeScore>& probes) {
+ContractCheck check_contract(const config::Composition& comp, ComposedSystem& sys, const SplitFeatures& test,
+                             const config::HeadSpec& head, const std::vector<ProbeScore>& probes) {
   ContractCheck c;
-  c.task = data.task;
-  const auto out = head_outputs(sys, data.val, data.task, data.head);
-  c.composite = (out.argmax(1) == data.val_labels).to(torch::kDouble).mean().item<double>();
+  c.task = head.task;
+  const auto out = head_outputs(sys, test.features, head.task, head.name);
+  c.composite = (out.argmax(1) == test.labels).to(torch::kDouble).mean().item<double>();
   for (const auto& p : probes)
-    if (c.best_teacher.empty() || p.val_accuracy > c.best_probe) {
-      c.best_probe = p.val_accuracy;
+    if (c.best_teacher.empty() || p.test_accuracy > c.best_probe) {
+      c.best_probe = p.test_accuracy;
       c.best_teacher = p.teacher;
     }
   c.retention = c.best_probe > 0 ? c.composite / c.best_probe : 0.0;
-  c.contract = retention_contract(comp, data.task);
+  c.contract = retention_contract(comp, head.task);
   return c;
 }
 
 namespace {
 
-// Why the tasks asked for a component: their validation retention where it misses the contract,
-// else the explicit scope.
+// Why the tasks asked for a component: their retention where it misses the contract, else the
+// explicit scope.
 std::string reason(const std::vector<std::string>& tasks, const std::vector<ContractCheck>& checks, RepairScope scope) {
   std::vector<std::string> failing, asked;
   for (const auto& task : tasks) {
@@ -61,7 +61,7 @@ std::string reason(const std::vector<std::string>& tasks, const std::vector<Cont
     std::snprintf(b, sizeof b, "%s %.4f < %.2f", task.c_str(), c->retention, c->contract);
     failing.push_back(b);
   }
-  std::string why = failing.empty() ? "" : "validation retention " + join(failing);
+  std::string why = failing.empty() ? "" : "retention " + join(failing);
   if (!asked.empty()) why += (why.empty() ? "" : "; ") + std::string("--repair ") + to_string(scope) + " (" + join(asked) + ")";
   return why;
 }

@@ -118,12 +118,52 @@ nlohmann::json read_curves(const std::string& metrics_jsonl) {
   return curves;
 }
 
+namespace {
+
+void append_stage_curves(nlohmann::json& curves, const nlohmann::json& stage, const std::string& metrics_jsonl) {
+  int64_t offset = 0;
+  for (const auto* series : {"train", "validation", "rollbacks"})
+    for (const auto& line : curves[series]) offset = std::max(offset, line.value("step", int64_t(0)));
+  auto more = read_curves(metrics_jsonl);
+  for (const auto* series : {"train", "validation", "rollbacks"})
+    for (auto line : more[series]) {
+      if (line.contains("step")) line["step"] = line["step"].get<int64_t>() + offset;
+      if (line.contains("to_step")) line["to_step"] = line["to_step"].get<int64_t>() + offset;
+      curves[series].push_back(line);
+    }
+  // The run's weights are the last stage's best.
+  if (more["best_step"].is_number()) curves["best_step"] = more["best_step"].get<int64_t>() + offset;
+  curves["early_stop"] = more["early_stop"];
+  curves["stages"].push_back({{"step", offset}, {"scope", stage.value("scope", "")}, {"widened", stage.value("widened", nlohmann::json::array())}});
+}
+
+nlohmann::json run_curves(const fs::path& run, const nlohmann::json& proof) {
+  if (!fs::exists(run / "metrics.jsonl")) return nullptr;
+  auto curves = read_curves((run / "metrics.jsonl").string());
+  curves["stages"] = nlohmann::json::array();
+  if (!proof.is_object()) return curves;
+  // An incremental run's repair stages trained in folders of their own: their curves continue
+  // the first stage's, each from the step where the previous one ended.
+  for (const auto& stage : proof.value("repair", nlohmann::json::object()).value("stages", nlohmann::json::array())) {
+    const auto folder = stage.value("folder", std::string("."));
+    // The folder is data: only a path inside the run is read.
+    if (folder == "." || !fs::path(folder).is_relative() || folder.find("..") != std::string::npos ||
+        !fs::exists(run / folder / "metrics.jsonl"))
+      continue;
+    append_stage_curves(curves, stage, (run / folder / "metrics.jsonl").string());
+  }
+  return curves;
+}
+
+}  // namespace
+
 nlohmann::json report_data(const std::string& run_dir, const config::Composition& comp, const nlohmann::json& profile) {
   const fs::path run(run_dir);
   nlohmann::json tasks = nlohmann::json::array();
   for (const auto& h : comp.heads) tasks.push_back(h.task);
   nlohmann::json proofs = nlohmann::json::array();
-  if (auto proof = optional_json(run / "proof.json"); proof.is_object()) proofs.push_back(proof);
+  const auto proof = optional_json(run / "proof.json");
+  if (proof.is_object()) proofs.push_back(proof);
   return {{"format", 1},
           {"title", comp.name},
           {"run", fs::absolute(run).lexically_normal().string()},
@@ -131,7 +171,7 @@ nlohmann::json report_data(const std::string& run_dir, const config::Composition
           {"nexus_version", NEXUS_VERSION},
           {"teachers", teachers_of(comp, profile)},
           {"tasks", tasks},
-          {"curves", fs::exists(run / "metrics.jsonl") ? read_curves((run / "metrics.jsonl").string()) : nlohmann::json()},
+          {"curves", run_curves(run, proof)},
           {"evaluation", optional_json(run / "eval.json")},
           {"profile", profile},
           {"proofs", proofs}};

