@@ -58,9 +58,7 @@ void copy_probes(const fs::path& from, const fs::path& to) {
 // The composite's accuracy on a task's test split, from cached features.
 double test_accuracy(const config::Composition& comp, ComposedSystem& sys, cache::FeatureCache& store,
                      const config::HeadSpec& head) {
-  const auto test = load_split_features(comp, sys, store, head.task, "test");
-  const auto out = head_outputs(sys, test.features, head.task, head.name);
-  return (out.argmax(1) == test.labels).to(torch::kDouble).mean().item<double>();
+  return head_accuracy(sys, load_split_features(comp, sys, store, head.task, "test"), head);
 }
 
 class Increment {
@@ -72,6 +70,7 @@ class Increment {
   void plan();
   void stage();
   void write_record();
+  CachingOptions open_cache();
   void cache();
   void size_towers();
   void select_tasks();
@@ -83,6 +82,9 @@ class Increment {
   void repair(TrainResult& result);
   void widen_stage(const Widening& widening, const std::vector<std::string>& failing, int n, TrainResult& result);
   TrainOptions train_options(const std::string& run_dir) const;
+  void make_trainable(const std::vector<std::string>& components);
+  void write_final_checkpoint();
+  Proof proof_header() const;
   Proof preview();
   std::vector<LostTask> lost_tasks() const;
   Proof prove(const TrainResult& result);
@@ -175,12 +177,18 @@ void Increment::size_towers() {
   if (!data_sized_.empty()) write_record();
 }
 
-void Increment::cache() {
-  const auto t = Clock::now();
+// The feature cache, and how the features it lacks are computed.
+CachingOptions Increment::open_cache() {
   store_ = std::make_unique<cache::FeatureCache>(feature_cache_root(r_.cache_root));
   CachingOptions co;
   co.progress = r_.progress;
   co.dtype = r_.fp16_cache ? cache::DType::F16 : cache::DType::F32;
+  return co;
+}
+
+void Increment::cache() {
+  const auto t = Clock::now();
+  const auto co = open_cache();
   for (const auto& f : cache_features(next_comp_, *next_sys_, *store_, co))
     if (f.computed_rows) spdlog::info("features {} {}/{}: computed", f.teacher, f.dataset, f.split);
   cache_features(base_comp_, *base_sys_, *store_, co);  // normally all there already: the base run cached them
@@ -312,13 +320,8 @@ bool Increment::resume_repaired(TrainResult& result) {
   const auto file = staging_ / "repair" / "stages.json";
   if (!r_.resume || !fs::exists(file)) return false;
   for (const auto& j : nlohmann::json::parse(read_file(file))) stages_.push_back(repair_stage_from_json(j));
-  for (const auto& st : stages_) {
-    if (st.folder == ".") continue;  // the plan's own stage: plan_ has it already
-    for (const auto& name : st.widened) {
-      plan_.frozen.erase(name);
-      plan_.trained.push_back(name);
-    }
-  }
+  for (const auto& st : stages_)
+    if (st.folder != ".") make_trainable(st.widened);  // the plan's own stage: plan_ has it already
   for (const auto& st : stages_) ph_.steps += st.steps;
   select_tasks();
   run::load_run_weights(*next_sys_, (staging_ / stages_.back().folder).string());
@@ -326,15 +329,26 @@ bool Increment::resume_repaired(TrainResult& result) {
   return true;
 }
 
+void Increment::make_trainable(const std::vector<std::string>& components) {
+  for (const auto& name : components) {
+    plan_.frozen.erase(name);
+    plan_.trained.push_back(name);
+  }
+}
+
+// The weights as they are, as the run's checkpoint (best and latest) after all its steps.
+void Increment::write_final_checkpoint() {
+  const auto name = run::checkpoint_name(ph_.steps);
+  run::write_checkpoint(staging_.string(), name, next_sys_->trainable_modules(), nullptr, "");
+  run::set_best_checkpoint(staging_.string(), name);
+}
+
 // One widening stage: the components made trainable, then training from the weights as they are.
 // The tasks that miss their contract train without the anti-forgetting term: they are what the
 // stage must change (held to the base run's outputs, an added teacher's gain would be undone);
 // every other task it trains keeps the term.
 void Increment::widen_stage(const Widening& w, const std::vector<std::string>& failing, int n, TrainResult& result) {
-  for (const auto& name : w.components) {
-    plan_.frozen.erase(name);
-    plan_.trained.push_back(name);
-  }
+  make_trainable(w.components);
   select_tasks();
   for (auto& d : data_)
     if (contains(failing, d.task)) d.train_reference = d.val_reference = at::Tensor();
@@ -375,9 +389,7 @@ void Increment::repair(TrainResult& result) {
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& st : stages_) stages.push_back(to_json(st));
   run::write_json_file((staging_ / "repair" / "stages.json").string(), stages.dump(1));
-  const auto name = run::checkpoint_name(ph_.steps);
-  run::write_checkpoint(staging_.string(), name, next_sys_->trainable_modules(), nullptr, "");
-  run::set_best_checkpoint(staging_.string(), name);
+  write_final_checkpoint();
 }
 
 TrainResult Increment::train() {
@@ -387,9 +399,7 @@ TrainResult Increment::train() {
     train_plan(result);
     repair(result);
   } else {
-    const auto name = run::checkpoint_name(ph_.steps);  // written again: the resume may have come before it was
-    run::write_checkpoint(staging_.string(), name, next_sys_->trainable_modules(), nullptr, "");
-    run::set_best_checkpoint(staging_.string(), name);
+    write_final_checkpoint();  // again: the resume may have come before it was written
   }
   ph_.train = since(t);
   return result;
@@ -449,8 +459,8 @@ std::vector<TaskProof> Increment::task_rows(const Evaluation& ev) {
 }
 
 // The proof is taken from what is on disk, as every later command will read it.
-Proof Increment::prove(const TrainResult& result) {
-  run::load_run_weights(*next_sys_, staging_.string());
+// What a proof and a dry run's preview both say: the change, and how it may be repaired.
+Proof Increment::proof_header() const {
   Proof p;
   p.kind = next_.kind;
   p.base_run = absolute(r_.base_run);
@@ -458,10 +468,17 @@ Proof Increment::prove(const TrainResult& result) {
   p.added_teachers = plan_.added_teachers;
   p.removed_teachers = plan_.removed_teachers;
   p.added_heads = plan_.added_heads;
-  p.trained = plan_.trained;
-  p.trained_tasks = trained_tasks_;
   p.notes = plan_.notes;
   p.repair_policy = to_string(r_.repair);
+  p.lost_tasks = lost_tasks();
+  return p;
+}
+
+Proof Increment::prove(const TrainResult& result) {
+  run::load_run_weights(*next_sys_, staging_.string());
+  auto p = proof_header();
+  p.trained = plan_.trained;
+  p.trained_tasks = trained_tasks_;
   p.stages = stages_;
   p.kl_weight = any_reference_ ? r_.kl_weight : 0.0;
   p.kl_temperature = r_.kl_temperature;
@@ -474,7 +491,6 @@ Proof Increment::prove(const TrainResult& result) {
   ph_.eval = since(t);
   p.violations = p.evaluation.violations;
   p.tasks = task_rows(p.evaluation);
-  p.lost_tasks = lost_tasks();
   p.timing = ph_;
   return p;
 }
@@ -491,11 +507,7 @@ std::vector<LostTask> Increment::lost_tasks() const {
 // --dry-run: the plan and the stages a repair may take, and (when no teacher is added) each
 // changed task's contract as it stands with nothing trained. Writes nothing but missing features.
 Proof Increment::preview() {
-  store_ = std::make_unique<cache::FeatureCache>(feature_cache_root(r_.cache_root));
-  CachingOptions co;
-  co.progress = r_.progress;
-  co.dtype = r_.fp16_cache ? cache::DType::F16 : cache::DType::F32;
-  cache_features(next_comp_, *next_sys_, *store_, co);  // the run reuses them
+  cache_features(next_comp_, *next_sys_, *store_, open_cache());  // the run reuses them
   all_ = load_task_data(next_comp_, *next_sys_, *store_);
   select_tasks();
   IncrementPreview v;
@@ -515,16 +527,7 @@ Proof Increment::preview() {
     if (frozen.count(name) && name != "router") v.never_change.push_back(name);
   if (plan_.added_teachers.empty()) v.now = contract_checks();
   else v.no_prediction = "teachers are added (" + join(plan_.added_teachers) + "): their towers are untrained until the run";
-  Proof p;
-  p.kind = next_.kind;
-  p.base_run = absolute(r_.base_run);
-  p.run = out_.string();
-  p.added_teachers = plan_.added_teachers;
-  p.removed_teachers = plan_.removed_teachers;
-  p.added_heads = plan_.added_heads;
-  p.notes = plan_.notes;
-  p.repair_policy = to_string(r_.repair);
-  p.lost_tasks = lost_tasks();
+  auto p = proof_header();
   p.preview = std::move(v);
   return p;
 }

@@ -29,12 +29,16 @@ std::string to_string(const RepairPolicy& p) {
   return p.when == RepairPolicy::When::AsNeeded ? "auto" : to_string(p.scope);
 }
 
+double head_accuracy(ComposedSystem& sys, const SplitFeatures& split, const config::HeadSpec& head) {
+  const auto out = head_outputs(sys, split.features, head.task, head.name);
+  return (out.argmax(1) == split.labels).to(torch::kDouble).mean().item<double>();
+}
+
 ContractCheck check_contract(const config::Composition& comp, ComposedSystem& sys, const SplitFeatures& test,
                              const config::HeadSpec& head, const std::vector<ProbeScore>& probes) {
   ContractCheck c;
   c.task = head.task;
-  const auto out = head_outputs(sys, test.features, head.task, head.name);
-  c.composite = (out.argmax(1) == test.labels).to(torch::kDouble).mean().item<double>();
+  c.composite = head_accuracy(sys, test, head);
   for (const auto& p : probes)
     if (c.best_teacher.empty() || p.test_accuracy > c.best_probe) {
       c.best_probe = p.test_accuracy;

@@ -52,6 +52,9 @@ struct RepairPolicy {
 RepairPolicy parse_repair_policy(const std::string& text);
 std::string to_string(const RepairPolicy& policy);
 
+// The composite's accuracy on a split of a head's task (its modules in eval mode).
+double head_accuracy(ComposedSystem& system, const SplitFeatures& split, const config::HeadSpec& head);
+
 // The composite's accuracy on a head's test split against its teachers' probes (their test
 // accuracies) and the task's contract.
 ContractCheck check_contract(const config::Composition& composition, ComposedSystem& system, const SplitFeatures& test,
